@@ -1,0 +1,1 @@
+"""Anatomy stream: bias correction, brain extraction, registration to MNI."""

@@ -1,0 +1,33 @@
+"""Conversions between nibabel and ANTsPy images (RAS <-> ITK's LPS handled by ANTsPy)."""
+
+from __future__ import annotations
+
+import os
+
+import nibabel as nib
+import numpy as np
+
+
+def set_threads(n: int) -> None:
+    """Thread count for ITK/ANTs and BLAS, before heavy work starts."""
+    for var in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(int(n))
+
+
+def to_ants(img: nib.Nifti1Image):
+    """nibabel image -> ANTsImage (float32, spatial units forced to mm)."""
+    import ants
+
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    out = nib.Nifti1Image(data, img.affine)
+    out.header.set_xyzt_units("mm", "sec")
+    return ants.from_nibabel_nifti(out)
+
+
+def from_ants(image) -> nib.Nifti1Image:
+    """ANTsImage -> nibabel image (float32)."""
+    import ants
+
+    out = ants.to_nibabel_nifti(image)
+    return nib.Nifti1Image(np.asarray(out.dataobj, dtype=np.float32), out.affine)

@@ -1,0 +1,202 @@
+"""Discover subjects x sessions x modalities in a BIDS dataset (read only).
+
+The result is the *inventory*: one row per subject x session saying which
+files were found, which modalities will run and why anything was skipped.
+The workflow builds its jobs from it and writes it as ``sessions.tsv``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import validate
+from pipeline.errors import PipelineInputError
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ("T1w", "FLAIR", "dwi", "bold")
+FILE_COLUMNS = ("t1w", "flair", "lesion_roi", "dwi", "bval", "bvec", "bold", "events")
+INVENTORY_COLUMNS = ("participant_id", "session", "status", "modalities", *FILE_COLUMNS,
+                     "bold_tr_s", "problems")
+
+
+@dataclass(frozen=True)
+class SessionFiles:
+    """Raw files of one session (absolute paths or None)."""
+
+    subject: str
+    session: str
+    t1w: str | None = None
+    flair: str | None = None
+    lesion_roi: str | None = None
+    dwi: str | None = None
+    bval: str | None = None
+    bvec: str | None = None
+    bold: str | None = None
+    events: str | None = None
+
+
+def _one(files, what, problems, session_dir):
+    if not files:
+        return None
+    if len(files) > 1:
+        names = ", ".join(Path(f).name for f in files)
+        problems.append(f"{session_dir}: {len(files)} {what} files ({names}); using the first "
+                        "(select one with acq-/run- entities)")
+    return files[0]
+
+
+def _layout(bids_dir):
+    from bids import BIDSLayout
+
+    bids_dir = Path(bids_dir)
+    if not (bids_dir / "dataset_description.json").exists():
+        raise PipelineInputError(bids_dir, "is not a BIDS dataset (no dataset_description.json)")
+    # validate=True: files whose names are not BIDS are not indexed (reported below).
+    return BIDSLayout(bids_dir, validate=True, derivatives=False)
+
+
+def discover(bids_dir, *, sessions, task: str = "motor", participant_label=(), exclude=(),
+             lesion_roi_dir=None) -> pd.DataFrame:
+    """Build the inventory of a BIDS dataset.
+
+    Parameters
+    ----------
+    bids_dir : path
+        BIDS raw dataset; nothing is written into it.
+    sessions : sequence of str
+        Session labels to look for (in visit order).
+    task : str
+        Task label of the motor fMRI run.
+    participant_label : sequence of str
+        Restrict to these subjects (labels without ``sub-``); empty = all.
+    exclude : sequence of str
+        ``sub-X_ses-Y`` sessions to skip.
+    lesion_roi_dir : path or None
+        Extra folder searched for ``*_label-lesion_roi.nii.gz`` manual masks.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`INVENTORY_COLUMNS`. ``status`` is ``ok`` or ``skipped``;
+        ``modalities`` lists those that will run (comma separated);
+        ``problems`` names each file that was ignored or rejected, and why.
+    """
+    layout = _layout(bids_dir)
+    bids_dir = Path(bids_dir).resolve()
+    subjects = sorted(layout.get_subjects())
+    if participant_label:
+        missing = sorted(set(participant_label) - set(subjects))
+        if missing:
+            raise PipelineInputError(bids_dir, f"participant_label not found: {missing}")
+        subjects = [s for s in subjects if s in set(participant_label)]
+    indexed = {Path(f).resolve() for f in layout.get_files()}
+    rows = []
+    for sub in subjects:
+        for ses in sessions:
+            session_dir = bids_dir / f"sub-{sub}" / f"ses-{ses}"
+            if not session_dir.is_dir():
+                continue
+            rows.append(_session_row(layout, indexed, session_dir, sub, ses, task, exclude,
+                                     lesion_roi_dir))
+    return pd.DataFrame(rows, columns=list(INVENTORY_COLUMNS))
+
+
+def _session_row(layout, indexed, session_dir, sub, ses, task, exclude, lesion_roi_dir) -> dict:
+    problems: list[str] = []
+    for path in sorted(session_dir.rglob("*")):
+        if (path.is_file() and path.resolve() not in indexed and not path.name.startswith(".")
+                and not path.name.endswith("_label-lesion_roi.nii.gz")):
+            problems.append(f"{path}: not a valid BIDS file name; ignored")
+
+    def get(**query):
+        return sorted(layout.get(subject=sub, session=ses, return_type="file",
+                                 extension=[".nii", ".nii.gz"], **query))
+
+    files = {
+        "t1w": _one(get(datatype="anat", suffix="T1w"), "T1w", problems, session_dir),
+        "flair": _one(get(datatype="anat", suffix="FLAIR"), "FLAIR", problems, session_dir),
+        "dwi": _one(get(datatype="dwi", suffix="dwi"), "dwi", problems, session_dir),
+        "bold": _one(get(datatype="func", suffix="bold", task=task), f"task-{task} bold",
+                     problems, session_dir),
+    }
+    files["lesion_roi"] = _find_lesion_roi(session_dir, sub, ses, lesion_roi_dir)
+    modalities = []
+    status = "ok"
+    key = f"sub-{sub}_ses-{ses}"
+    if key in exclude:
+        status = "skipped"
+        problems.insert(0, f"{key}: excluded by config")
+    elif files["t1w"] is None:
+        status = "skipped"
+        problems.insert(0, f"{session_dir}: no T1w image; session skipped (every stream needs it)")
+    else:
+        try:
+            validate.load_header(files["t1w"], ndim=(3,), what="T1w")
+            modalities.append("T1w")
+        except PipelineInputError as exc:
+            status = "skipped"
+            problems.insert(0, f"{exc}; session skipped (every stream needs the T1w)")
+    if status == "ok":
+        _check_optional(files, layout, modalities, problems)
+    row = {"participant_id": f"sub-{sub}", "session": ses, "status": status,
+           "modalities": ",".join(modalities), "problems": " | ".join(problems)}
+    row.update({col: files.get(col) for col in (*FILE_COLUMNS, "bold_tr_s")})
+    return row
+
+
+def _check_optional(files, layout, modalities, problems):
+    if files["flair"]:
+        try:
+            validate.load_header(files["flair"], ndim=(3,), what="FLAIR")
+            modalities.append("FLAIR")
+        except PipelineInputError as exc:
+            problems.append(f"{exc}; FLAIR skipped")
+    if files["lesion_roi"]:
+        try:
+            validate.load_header(files["lesion_roi"], ndim=(3,), what="lesion mask")
+        except PipelineInputError as exc:
+            problems.append(f"{exc}; manual lesion mask ignored")
+            files["lesion_roi"] = None
+    if files["dwi"]:
+        stem = files["dwi"].rsplit(".nii", 1)[0]
+        files["bval"], files["bvec"] = stem + ".bval", stem + ".bvec"
+        try:
+            validate.check_dwi(files["dwi"], files["bval"], files["bvec"])
+            modalities.append("dwi")
+        except PipelineInputError as exc:
+            problems.append(f"{exc}; DWI skipped")
+    if files["bold"]:
+        events = files["bold"].rsplit("_bold.nii", 1)[0] + "_events.tsv"
+        files["events"] = events
+        try:
+            files["bold_tr_s"] = validate.check_bold(files["bold"], events,
+                                                     layout.get_metadata(files["bold"]))
+            modalities.append("bold")
+        except PipelineInputError as exc:
+            problems.append(f"{exc}; BOLD skipped")
+
+
+def _find_lesion_roi(session_dir: Path, sub, ses, lesion_roi_dir):
+    """Manual lesion mask: in the BIDS session's anat/, else in ``lesion_roi_dir``."""
+    name = f"sub-{sub}_ses-{ses}_label-lesion_roi.nii.gz"
+    candidates = [session_dir / "anat" / name]
+    if lesion_roi_dir:
+        candidates.append(Path(lesion_roi_dir) / f"sub-{sub}" / f"ses-{ses}" / "anat" / name)
+    for path in candidates:
+        if path.exists():
+            return str(path)
+    return None
+
+
+def runnable(inventory: pd.DataFrame, modality: str) -> list[tuple[str, str]]:
+    """(subject label, session label) pairs whose ``modality`` will run."""
+    out = []
+    for row in inventory.itertuples():
+        if row.status == "ok" and modality in row.modalities.split(","):
+            out.append((row.participant_id.removeprefix("sub-"), row.session))
+    return out

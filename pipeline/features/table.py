@@ -1,0 +1,61 @@
+"""Assemble session rows and the group feature table.
+
+A row never contains the treatment arm: nothing upstream of the stats step
+reads the allocation key.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline import __version__
+from pipeline.features import dictionary
+from pipeline.io import read_json
+
+
+def session_row(participant_id: str, session: str, metric_files: dict, *,
+                inventory_row: dict | None = None, config_hash: str = "") -> dict:
+    """One feature row from the metrics JSON of each stream.
+
+    Parameters
+    ----------
+    metric_files : dict
+        stream name -> path of its metrics JSON (streams not run are absent).
+    inventory_row : dict
+        The session's ``sessions.tsv`` row; explains why a stream did not run.
+    """
+    row = {"participant_id": participant_id, "session": session,
+           "pipeline_version": __version__, "config_hash": config_hash}
+    problems = (inventory_row or {}).get("problems") or ""
+    for stream in dictionary.STREAMS:
+        path = metric_files.get(stream)
+        if path is None:
+            modality = dictionary.STREAM_MODALITY[stream]
+            reason = next((p for p in str(problems).split(" | ") if modality in p), "")
+            row[f"{stream}_status"] = reason or f"no {modality} in this session"
+            continue
+        metrics = read_json(path)
+        unknown = set(metrics) - set(dictionary.FEATURES)
+        if unknown:
+            raise KeyError(f"{path}: undeclared feature(s) {sorted(unknown)}; declare them in "
+                           "pipeline/features/dictionary.py")
+        row.update(metrics)
+        row[f"{stream}_status"] = "ok"
+    return row
+
+
+def feature_table(rows: list[dict]) -> pd.DataFrame:
+    """Group table: one row per subject x session, columns in dictionary order."""
+    table = pd.DataFrame(rows)
+    if table.duplicated(["participant_id", "session"]).any():
+        dup = table.loc[table.duplicated(["participant_id", "session"], keep=False),
+                        ["participant_id", "session"]]
+        raise ValueError(f"duplicate subject x session rows: {dup.values.tolist()}")
+    ordered = [c for c in dictionary.columns() if c in table.columns or c.endswith("_status")]
+    table = table.reindex(columns=ordered)
+    return table.sort_values(["participant_id", "session"]).reset_index(drop=True)
+
+
+def data_dictionary(table: pd.DataFrame) -> dict:
+    """features.json content for the columns of ``table``."""
+    return {c: dictionary.FEATURES[c] for c in table.columns}

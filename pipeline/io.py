@@ -1,0 +1,95 @@
+"""Loading and saving, in one place: every derivative gets a JSON sidecar.
+
+Writes are atomic (temporary file, then rename) so an interrupted job never
+leaves a half-written file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from pipeline import PIPELINE_NAME, __version__
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path, data) -> None:
+    """Write ``data`` as indented JSON, NaN written as null."""
+    text = json.dumps(_nan_to_none(data), indent=2, sort_keys=True, default=_json_default)
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def _nan_to_none(obj):
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, float | np.floating) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def sidecar_path(path) -> Path:
+    """``x.nii.gz`` -> ``x.json`` (BIDS sidecar of a derivative)."""
+    name = Path(path).name
+    for ext in (".nii.gz", ".nii", ".tsv", ".png", ".svg", ".mat", ".h5"):
+        if name.endswith(ext):
+            return Path(path).with_name(name[: -len(ext)] + ".json")
+    return Path(str(path) + ".json")
+
+
+def provenance(*, sources=(), parameters=None, description: str = "") -> dict:
+    """BIDS-derivatives sidecar fields: what made the file and from what."""
+    return {
+        "Description": description,
+        "Sources": [str(s) for s in sources],
+        "Parameters": parameters or {},
+        "GeneratedBy": {"Name": PIPELINE_NAME, "Version": __version__},
+    }
+
+
+def save_image(img: nib.Nifti1Image, path, *, sources=(), parameters=None,
+               description: str = "", dtype=None) -> None:
+    """Save a NIfTI image atomically with its JSON sidecar."""
+    path = Path(path)
+    if dtype is not None:
+        img = nib.Nifti1Image(np.asarray(img.dataobj).astype(dtype), img.affine)
+    img.header.set_xyzt_units("mm", "sec")
+
+    def write(tmp):
+        nib.save(img, tmp + (".nii.gz" if str(path).endswith(".gz") else ".nii"))
+        os.replace(tmp + (".nii.gz" if str(path).endswith(".gz") else ".nii"), tmp)
+
+    _atomic_write(path, write)
+    write_json(sidecar_path(path), provenance(sources=sources, parameters=parameters,
+                                              description=description))

