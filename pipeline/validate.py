@@ -60,7 +60,9 @@ def load_header(path, *, ndim=(3,), what: str = "image") -> nib.Nifti1Image:
         raise PipelineInputError(path, "has an invalid (singular or non-finite) affine")
     if str(path).endswith(".gz"):
         header = img.header
-        expected = int(header.get("vox_offset", 352)) + int(
+        offset = getattr(img.dataobj, "offset", None)
+        offset = int(offset) if offset is not None else max(352, int(header["vox_offset"]))
+        expected = offset + int(
             np.prod(shape) * header.get_data_dtype().itemsize)
         if not _gzip_size_ok(path, expected):
             raise PipelineInputError(

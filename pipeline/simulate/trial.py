@@ -199,6 +199,7 @@ def simulate_trial(out_dir, spec: TrialSpec | None = None) -> dict:
         treated = arm == clinical.ARMS[0]
         side = row["lesion_side"]
         warp = random_subject_warp(sub_rng)
+        (truth_dir / pid).mkdir(parents=True, exist_ok=True)
         warp.save(truth_dir / pid / f"{pid}_warp.npz")
         lesioned = sub_rng.random() >= spec.lesion_free_fraction
         plan = None
@@ -254,9 +255,6 @@ def _entities(pid, ses):
 def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, stage, side,
                    thinning, fa_change, li) -> dict:
     """Write one session's images to BIDS and its truth; return scalar truths."""
-    from pipeline.simulate.bold import simulate_bold
-    from pipeline.simulate.dwi import simulate_dwi
-
     stem = _entities(pid, ses)
     sdir, tdir = bids / pid / f"ses-{ses}", truth_dir / pid / f"ses-{ses}"
     anat_session = anatomy.simulate_structural(
@@ -286,6 +284,8 @@ def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, sta
 
     lesion_img = anat_session.lesion if has_lesion else None
     if "dwi" in spec.modalities:
+        from pipeline.simulate.dwi import simulate_dwi
+
         dwi = simulate_dwi(
             rng=rng, layers=layers, session_map=smap, lesion=lesion_img, lesion_stage=stage,
             lesion_side=side, cst_fa_change=fa_change, voxel_mm=spec.dwi_voxel_mm,
@@ -300,6 +300,8 @@ def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, sta
                    pd.DataFrame(dwi.motion, columns=MOTION_COLUMNS))
         truth.update({f"dwi_{k}": v for k, v in dwi.truth.items() if np.isscalar(v)})
     if "bold" in spec.modalities:
+        from pipeline.simulate.bold import simulate_bold
+
         null = rng.random() < spec.bold_null_fraction
         total = 0.0 if null else 2.0
         bold = simulate_bold(

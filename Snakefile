@@ -1,0 +1,32 @@
+# RESSTORE imaging-biomarker pipeline.
+#   snakemake --cores N --configfile my_study.yaml
+# The configuration is validated against workflow/schemas/config.schema.yaml
+# (a misspelled key is an error). Rules live in workflow/rules/<stage>.smk and
+# call one `resstore <command>` each; the science is in the `pipeline` package.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "configs/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/anat.smk"
+include: "workflow/rules/flair.smk"
+include: "workflow/rules/dwi.smk"
+include: "workflow/rules/func.smk"
+include: "workflow/rules/features.smk"
+
+
+rule all:
+    input:
+        DATASET_DESCRIPTION,
+        SESSIONS_TSV,
+        FEATURES_TSV,
+        FEATURES_JSON,
+    default_target: True

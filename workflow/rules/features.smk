@@ -1,0 +1,77 @@
+# Inventory, per-session feature rows and the group feature table.
+
+STREAM_OUTPUTS = {"anat": ("T1w", ANAT_METRICS), "flair": ("FLAIR", FLAIR_METRICS),
+                  "dwi": ("dwi", DWI_METRICS), "bold": ("bold", BOLD_METRICS)}
+
+
+rule inventory:
+    output:
+        SESSIONS_TSV,
+    params:
+        bids_dir=config["bids_dir"],
+        sessions=config["sessions"],
+        task=TASK,
+        participant_label=config["participant_label"],
+        exclude=config["exclude"],
+        lesion_roi_dir=(
+            f"--lesion-roi-dir {config['lesion_roi_dir']}" if config["lesion_roi_dir"] else ""
+        ),
+        digest=INVENTORY_DIGEST,
+    log:
+        f"{OUT}/logs/inventory.log",
+    shell:
+        "resstore inventory --bids-dir {params.bids_dir} --sessions {params.sessions}"
+        " --task {params.task} --participant-label {params.participant_label}"
+        " --exclude {params.exclude} {params.lesion_roi_dir} --out {output} --log {log}"
+
+
+def session_metrics(wildcards):
+    return {stream: expand(path, **wildcards)[0]
+            for stream, (modality, path) in STREAM_OUTPUTS.items() if has(modality, wildcards)}
+
+
+rule session_features:
+    input:
+        unpack(session_metrics),
+        inventory=SESSIONS_TSV,
+    output:
+        SESSION_ROW,
+    params:
+        metrics=lambda wildcards, input: " ".join(
+            f"{stream}={input[stream]}" for stream in STREAM_OUTPUTS if stream in input.keys()
+        ),
+        config_hash=CONFIG_HASH,
+    log:
+        per_session("logs", "session_features"),
+    localrule: True
+    shell:
+        "resstore session-features --participant sub-{wildcards.subject}"
+        " --session {wildcards.session} --metrics {params.metrics}"
+        " --inventory {input.inventory} --config-hash {params.config_hash}"
+        " --out {output} --log {log}"
+
+
+rule features:
+    input:
+        rows=[expand(SESSION_ROW, subject=s, session=v)[0] for s, v in ALL_SESSIONS],
+    output:
+        tsv=FEATURES_TSV,
+        json=FEATURES_JSON,
+    log:
+        f"{OUT}/logs/features.log",
+    localrule: True
+    shell:
+        "resstore collect-features --rows {input.rows} --out-tsv {output.tsv}"
+        " --out-json {output.json} --log {log}"
+
+
+rule dataset_description:
+    output:
+        DATASET_DESCRIPTION,
+    params:
+        bids_dir=config["bids_dir"],
+    log:
+        f"{OUT}/logs/dataset_description.log",
+    localrule: True
+    shell:
+        "resstore dataset-description --bids-dir {params.bids_dir} --out {output} --log {log}"

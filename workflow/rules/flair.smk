@@ -1,0 +1,17 @@
+# FLAIR: image-quality metrics (the lesion stream builds on this modality).
+
+
+rule flair_qc:
+    input:
+        flair=raw("flair"),
+    output:
+        metrics=FLAIR_METRICS,
+    log:
+        per_session("logs", "flair_qc"),
+    benchmark:
+        per_session("benchmarks", "flair_qc")
+    resources:
+        mem_mb=1500,
+        runtime=5,
+    shell:
+        "resstore flair-qc --flair {input.flair} --out-metrics {output.metrics} --log {log}"
