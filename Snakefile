@@ -4,12 +4,15 @@
 # (a misspelled key is an error). Rules live in workflow/rules/<stage>.smk and
 # call one `resstore <command>` each; the science is in the `pipeline` package.
 
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "configs/config.yaml"
+# defaults, read relative to this file so that --directory works from anywhere
+configfile: os.path.join(workflow.basedir, "configs", "config.yaml")
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

@@ -57,7 +57,7 @@ def validate_config(config: dict, *, source: str = "config") -> dict:
         Naming the offending key, e.g. ``"sesions" was unexpected``.
     """
     filled = copy.deepcopy(config)
-    validator = _with_defaults(jsonschema.Draft7Validator)(schema())
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema())
     # fill defaults in nested objects first pass, then report every error
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
     if errors:

@@ -23,7 +23,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-
 JUELICH_CST = {"left": "WM_Corticospinal_tract_L", "right": "WM_Corticospinal_tract_R"}
 JUELICH_M1 = {
     "left": ("GM_Primary_motor_cortex_BA4a_L", "GM_Primary_motor_cortex_BA4p_L"),

@@ -9,7 +9,6 @@ reason in ``sessions.tsv`` while the session's other modalities run; the
 
 from __future__ import annotations
 
-import gzip
 import struct
 from pathlib import Path
 

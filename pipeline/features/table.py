@@ -26,12 +26,17 @@ def session_row(participant_id: str, session: str, metric_files: dict, *,
     """
     row = {"participant_id": participant_id, "session": session,
            "pipeline_version": __version__, "config_hash": config_hash}
-    problems = (inventory_row or {}).get("problems") or ""
+    problems = str((inventory_row or {}).get("problems") or "").split(" | ")
+    skipped = (inventory_row or {}).get("status") == "skipped"
     for stream in dictionary.STREAMS:
         path = metric_files.get(stream)
         if path is None:
             modality = dictionary.STREAM_MODALITY[stream]
-            reason = next((p for p in str(problems).split(" | ") if modality in p), "")
+            if skipped:
+                reason = f"session skipped: {problems[0]}"
+            else:
+                reason = next((p for p in problems
+                               if f"{modality.lower()} skipped" in p.lower()), "")
             row[f"{stream}_status"] = reason or f"no {modality} in this session"
             continue
         metrics = read_json(path)

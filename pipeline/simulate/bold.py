@@ -269,10 +269,15 @@ def simulate_bold(
     because resampling is linear this equals resampling the motion-free
     volume, except that each slice keeps its own acquisition time), ``r``
     the block regressor (boxcar * SPM HRF, isolated-block peak 1), ``S q**i``
-    the dummy-scan T1 excess (90-80 deg steady-state, only for i < n_dummy),
+    the T1 excess of dummy scans (only i < n_dummy; flip 80 deg, tissue T1
+    GM 1.4 / WM 0.85 / CSF 4 s, ``q = E1 cos(flip)`` of CSF),
     ``d`` the drift, ``sigma_i = B_i / tsnr`` and ``e`` unit-variance AR(1)
     noise (rho 0.3). Laterality index ``LI = (A_I - A_C) / (A_I + A_C)`` with
-    ``A`` the sum of planted PSC over a hemisphere's hand area.
+    ``A`` the sum of planted PSC over a hemisphere's hand area (nan if both
+    are 0); ``peak_hemisphere`` is the one with the larger ``A`` (a tie of
+    non-zero sums counts as ipsilesional), ``mean_fd_mm`` the mean Power FD
+    (50 mm radius) over the volumes after the dummy scans. ``amplitude_*_psc``
+    are the planted peaks (0 if the lesion removed the whole hand area).
     """
     if lesion_side not in ("left", "right"):
         raise ValueError(f"lesion_side must be 'left' or 'right', got {lesion_side!r}")

@@ -15,6 +15,8 @@ each volume along the phase-encode axis (y). Rician noise comes last.
 Coordinate convention: the image affine is diagonal with positive voxel sizes
 (RAS, determinant > 0), so voxel axes i, j, k are the scanner world axes
 x (left -> right), y (posterior -> anterior), z (inferior -> superior).
+``bvecs`` are given in these voxel axes (as dipy reads them); FSL-convention
+tools negate x for such an image, see :func:`bvecs_fsl_convention`.
 """
 
 from __future__ import annotations
@@ -55,9 +57,16 @@ LESION_EFFECT = {
 }
 """Lesioned tissue: FA and MD factors of the underlying tissue, and the fraction
 of the way its S0 moves towards the CSF value (oedema, then cavitation)."""
+MIN_FRACTION = 0.02
+"""Tissue fractions below this are set to 0: the template maps are 8-bit, so
+"pure" white matter carries 1-3/255 of GM and CSF, and CSF's high S0 and
+diffusivity would make even that floor lower the apparent FA."""
 WM_SIGNAL_B0 = 1000.0
 """Image value of pure white matter at b=0."""
 BRAIN_CENTRE_TEMPLATE = np.array([0.0, -18.0, 18.0])
+JACOBIAN_STEP_MM = 6.0
+"""Half-width of the central differences of the Jacobian (half the 12 mm
+control spacing of the subject warp, so directions vary smoothly)."""
 SIDECAR = {
     "PhaseEncodingDirection": "j-",
     "TotalReadoutTime": 0.05,
@@ -382,7 +391,9 @@ def simulate_dwi(
     les3 = np.zeros(shape, np.float32)
     if lesion is not None:
         les3 = _lesion_fraction(lesion, pose, shape, affine, voxel_mm)
-    brain = (gm3 + wm3 + csf3) > 1e-3
+    for fraction in (gm3, wm3, csf3):
+        fraction[fraction < MIN_FRACTION] = 0.0
+    brain = (gm3 + wm3 + csf3) > 0
     gm, wm, csf, ipsi_p, contra_p, les = (a[brain].astype(float)
                                           for a in (gm3, wm3, csf3, ipsi3, contra3, les3))
     xyz = voxel_world_coords(shape, affine)[brain.ravel()]
@@ -400,7 +411,7 @@ def simulate_dwi(
         raise ValueError("cst_fa_change puts the CST FA outside [0, 1)")
 
     v_wm_t, v_gm_t = _template_directions(xyz_t, np.maximum(ipsi_p, contra_p))
-    v_wm, v_gm = _to_scanner(dwi_map, xyz, (v_wm_t, v_gm_t), step_mm=voxel_mm / 2.0)
+    v_wm, v_gm = _to_scanner(dwi_map, xyz, (v_wm_t, v_gm_t), step_mm=JACOBIAN_STEP_MM)
 
     # Compartments: (fraction, S0, eigenvalues (N, 3), direction (N, 3)).
     ev_gm = np.broadcast_to(eigenvalues_for(FA_GM, MD_GM), (len(gm), 3))

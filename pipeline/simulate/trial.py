@@ -114,6 +114,14 @@ def _write_tsv(path: Path, df: pd.DataFrame) -> None:
     df.to_csv(path, sep="\t", index=False, na_rep="n/a")
 
 
+def _as_int16(img: nib.Nifti1Image) -> nib.Nifti1Image:
+    """Magnitude images are stored as int16, as scanners write them."""
+    data = np.clip(np.round(np.asarray(img.dataobj, dtype=np.float32)), 0, 32767)
+    out = nib.Nifti1Image(data.astype(np.int16), img.affine, img.header)
+    out.set_data_dtype(np.int16)
+    return out
+
+
 def _save(img: nib.Nifti1Image, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     img.header.set_xyzt_units("mm", "sec")
@@ -284,15 +292,18 @@ def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, sta
 
     lesion_img = anat_session.lesion if has_lesion else None
     if "dwi" in spec.modalities:
-        from pipeline.simulate.dwi import simulate_dwi
+        from pipeline.simulate.dwi import bvecs_fsl_convention, simulate_dwi
 
         dwi = simulate_dwi(
             rng=rng, layers=layers, session_map=smap, lesion=lesion_img, lesion_stage=stage,
             lesion_side=side, cst_fa_change=fa_change, voxel_mm=spec.dwi_voxel_mm,
             n_b0=spec.n_dwi_b0, n_directions=spec.n_dwi_directions)
-        _save(dwi.image, sdir / "dwi" / f"{stem}_dwi.nii.gz")
+        _save(_as_int16(dwi.image), sdir / "dwi" / f"{stem}_dwi.nii.gz")
         np.savetxt(sdir / "dwi" / f"{stem}_dwi.bval", dwi.bvals[None, :], fmt="%g")
-        np.savetxt(sdir / "dwi" / f"{stem}_dwi.bvec", dwi.bvecs, fmt="%.6f")
+        # BIDS/FSL convention: b-vectors in voxel axes, x negated for a
+        # positive-determinant (RAS-stored) image, as FSL and MRtrix -fslgrad read them.
+        np.savetxt(sdir / "dwi" / f"{stem}_dwi.bvec", bvecs_fsl_convention(dwi.bvecs, dwi.image.affine),
+                   fmt="%.6f")
         _write_json(sdir / "dwi" / f"{stem}_dwi.json", dwi.sidecar)
         for name, img in dwi.truth_maps.items():
             _save(img, tdir / "dwi" / f"{stem}_space-dwi_desc-{name}_truth.nii.gz")
@@ -309,7 +320,7 @@ def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, sta
             amplitude_ipsilesional=total * (1 + li) / 2, amplitude_contralesional=total * (1 - li) / 2,
             n_volumes=spec.n_bold_volumes, voxel_mm=spec.bold_voxel_mm)
         base = sdir / "func" / f"{stem}_task-motor"
-        _save(bold.image, Path(f"{base}_bold.nii.gz"))
+        _save(_as_int16(bold.image), Path(f"{base}_bold.nii.gz"))
         _write_json(Path(f"{base}_bold.json"), bold.sidecar)
         _write_tsv(Path(f"{base}_events.tsv"), bold.events)
         for name, img in bold.truth_maps.items():

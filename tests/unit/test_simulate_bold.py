@@ -90,7 +90,7 @@ def glm_psc(result, *, poly_order=3):
         regressor, _ = compute_regressor(condition, "spm", frame_times + slice_time)
         design = np.column_stack([regressor[:, 0] / scale, drift_terms])
         y = data[:, :, k, :].reshape(-1, n_volumes).T
-        beta = np.linalg.lstsq(design, y, rcond=None)[0]
+        beta = np.linalg.pinv(design) @ y
         with np.errstate(divide="ignore", invalid="ignore"):
             est = np.where(beta[1] > 1.0, 100 * beta[0] / beta[1], 0.0)
         psc[:, :, k] = est.reshape(data.shape[:2])
@@ -184,18 +184,25 @@ def test_motion_convention(layers, session_map):
     i = int(np.argmax(np.abs(motion).sum(axis=1)))
     moved = moving.image.get_fdata()[..., i]
     reference = still.image.get_fdata()[..., i]
-    brain = ndimage.binary_erosion(reference > 500)
+    head = reference > 50  # brain and scalp
     matrix = rigid_matrix(motion[i, :3], motion[i, 3:])
 
-    def undo(move):
-        vox = np.linalg.inv(affine) @ move @ affine
-        return ndimage.affine_transform(moved, vox[:3, :3], offset=vox[:3, 3], order=1)
+    def resample(volume, world_map):
+        """out(x) = volume(world_map(x)), x in scanner mm, trilinear."""
+        vox = np.linalg.inv(affine) @ world_map @ affine
+        return ndimage.affine_transform(volume, vox[:3, :3], offset=vox[:3, 3], order=1)
 
-    right = correlation(undo(matrix), reference, brain)
-    wrong = correlation(undo(np.linalg.inv(matrix)), reference, brain)
-    untouched = correlation(moved, reference, brain)
+    # documented convention: volume_i(x) = motion-free volume(M_i^-1 x)
+    forward = resample(reference, np.linalg.inv(matrix))
+    assert correlation(moved, forward, head) > 0.9999
+    assert correlation(moved, resample(reference, matrix), head) < 0.95
+    # undoing the motion: volume_i(M_i x) matches the motion-free volume (up to the blur
+    # of two trilinear interpolations; low GM/WM contrast makes brain-only r ~0.9)
+    right = correlation(resample(moved, matrix), reference, head)
+    wrong = correlation(resample(moved, np.linalg.inv(matrix)), reference, head)
+    untouched = correlation(moved, reference, head)
     assert right > 0.98
-    assert right > untouched + 0.01 and right > wrong + 0.01
+    assert right > untouched + 0.02 and right > wrong + 0.05
 
 
 def test_noise_level_and_autocorrelation(layers, session_map):

@@ -13,6 +13,8 @@ rule anat_brainmask:
     params:
         registration_voxel_mm=config["anat"]["registration_voxel_mm"],
         n4_shrink_factor=config["anat"]["n4_shrink_factor"],
+    container:
+        CONTAINER
     log:
         per_session("logs", "anat_brainmask"),
     benchmark:

@@ -12,6 +12,7 @@ OUT = config["output_dir"]
 TASK = config["task"]
 THREADS = config["resources"]["threads_per_job"]
 CONFIG_HASH = config_hash(config)
+CONTAINER = config["container"]
 
 wildcard_constraints:
     subject="[a-zA-Z0-9]+",
@@ -84,3 +85,13 @@ def row_value(column):
 
 def has(modality, wildcards):
     return (wildcards.subject, wildcards.session) in set(sessions_with(modality))
+
+
+STREAM_OUTPUTS = {"anat": ("T1w", ANAT_METRICS), "flair": ("FLAIR", FLAIR_METRICS),
+                  "dwi": ("dwi", DWI_METRICS), "bold": ("bold", BOLD_METRICS)}
+
+
+def session_metrics(wildcards):
+    """Input function: the metrics JSON of every stream that runs for this session."""
+    return {stream: expand(path, **wildcards)[0]
+            for stream, (modality, path) in STREAM_OUTPUTS.items() if has(modality, wildcards)}

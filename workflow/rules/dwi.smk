@@ -8,6 +8,8 @@ rule dwi_qc:
         bvec=raw("bvec"),
     output:
         metrics=DWI_METRICS,
+    container:
+        CONTAINER
     log:
         per_session("logs", "dwi_qc"),
     benchmark:

@@ -1,8 +1,5 @@
 # Inventory, per-session feature rows and the group feature table.
 
-STREAM_OUTPUTS = {"anat": ("T1w", ANAT_METRICS), "flair": ("FLAIR", FLAIR_METRICS),
-                  "dwi": ("dwi", DWI_METRICS), "bold": ("bold", BOLD_METRICS)}
-
 
 rule inventory:
     output:
@@ -17,17 +14,14 @@ rule inventory:
             f"--lesion-roi-dir {config['lesion_roi_dir']}" if config["lesion_roi_dir"] else ""
         ),
         digest=INVENTORY_DIGEST,
+    container:
+        CONTAINER
     log:
         f"{OUT}/logs/inventory.log",
     shell:
         "resstore inventory --bids-dir {params.bids_dir} --sessions {params.sessions}"
         " --task {params.task} --participant-label {params.participant_label}"
         " --exclude {params.exclude} {params.lesion_roi_dir} --out {output} --log {log}"
-
-
-def session_metrics(wildcards):
-    return {stream: expand(path, **wildcards)[0]
-            for stream, (modality, path) in STREAM_OUTPUTS.items() if has(modality, wildcards)}
 
 
 rule session_features:
@@ -41,6 +35,8 @@ rule session_features:
             f"{stream}={input[stream]}" for stream in STREAM_OUTPUTS if stream in input.keys()
         ),
         config_hash=CONFIG_HASH,
+    container:
+        CONTAINER
     log:
         per_session("logs", "session_features"),
     localrule: True
@@ -57,6 +53,8 @@ rule features:
     output:
         tsv=FEATURES_TSV,
         json=FEATURES_JSON,
+    container:
+        CONTAINER
     log:
         f"{OUT}/logs/features.log",
     localrule: True
@@ -70,6 +68,8 @@ rule dataset_description:
         DATASET_DESCRIPTION,
     params:
         bids_dir=config["bids_dir"],
+    container:
+        CONTAINER
     log:
         f"{OUT}/logs/dataset_description.log",
     localrule: True

@@ -6,6 +6,8 @@ rule flair_qc:
         flair=raw("flair"),
     output:
         metrics=FLAIR_METRICS,
+    container:
+        CONTAINER
     log:
         per_session("logs", "flair_qc"),
     benchmark:

@@ -9,6 +9,8 @@ rule bold_qc:
         metrics=BOLD_METRICS,
     params:
         tr=row_value("bold_tr_s"),
+    container:
+        CONTAINER
     log:
         per_session("logs", "bold_qc"),
     benchmark:

@@ -1,0 +1,42 @@
+# Two commands on a fresh machine (Python 3.11 with venv):
+#   make demo   install, simulate a small phantom trial, run the pipeline on it
+#   make test   install, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+DEMO_SUBJECTS ?= 4
+DEMO_ANAT_VOXEL_MM ?= 1.5
+
+.PHONY: install demo test lint bench clean-demo
+
+$(BIN)/resstore: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[test]"
+	touch $@
+
+install: $(BIN)/resstore
+
+demo/bids/dataset_description.json: | $(BIN)/resstore
+	$(BIN)/resstore simulate --out demo --subjects $(DEMO_SUBJECTS) --seed 42 \
+		--anat-voxel-mm $(DEMO_ANAT_VOXEL_MM) --manual-mask-fraction 0.25
+
+demo: $(BIN)/resstore demo/bids/dataset_description.json
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) \
+		--configfile configs/demo.yaml --keep-going --rerun-incomplete
+	@echo
+	@echo "Feature table:    demo/derivatives/resstore/features.tsv (dictionary: features.json)"
+	@echo "Session inventory: demo/derivatives/resstore/sessions.tsv"
+	@echo "QC figures:        demo/derivatives/resstore/sub-*/ses-*/figures/"
+	@echo "Ground truth:      demo/truth/ (allocation key: demo/allocation.tsv)"
+
+test: $(BIN)/resstore
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+
+lint: $(BIN)/resstore
+	$(BIN)/ruff check pipeline tests benchmarks
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint --configfile configs/demo.yaml
+
+clean-demo:
+	rm -rf demo

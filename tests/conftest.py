@@ -1,0 +1,47 @@
+"""Shared fixtures: template layers and a tiny phantom trial (built once per run)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def layers():
+    from pipeline.simulate.layers import template_layers
+
+    return template_layers()
+
+
+@pytest.fixture(scope="session")
+def tiny_trial(tmp_path_factory):
+    """Two subjects x two sessions, every modality, coarse voxels (fast)."""
+    from pipeline.simulate import TrialSpec, simulate_trial
+
+    out = tmp_path_factory.mktemp("trial")
+    spec = TrialSpec(n_subjects=2, seed=7, anat_voxel_mm=2.5, dwi_voxel_mm=4.0,
+                     bold_voxel_mm=4.0, n_bold_volumes=40, n_dwi_directions=12,
+                     manual_mask_fraction=1.0)
+    simulate_trial(out, spec)
+    return out
+
+
+def tree_checksums(root) -> dict:
+    """sha256 and mode of every file below ``root`` (to prove nothing was written)."""
+    out = {}
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file():
+            out[str(path.relative_to(root))] = (
+                hashlib.sha256(path.read_bytes()).hexdigest(), os.stat(path).st_mode)
+    return out
+
+
+def dice(a, b) -> float:
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))

@@ -1,0 +1,66 @@
+import pytest
+import yaml
+
+from pipeline.config import config_hash, load_config, schema, validate_config
+from pipeline.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_defaults_filled_and_nested():
+    cfg = validate_config({"bids_dir": "x"})
+    assert cfg["sessions"] == ["baseline", "m06"]
+    assert cfg["anat"]["registration_voxel_mm"] == 2.0
+    assert cfg["resources"]["threads_per_job"] == 2
+
+
+def test_misspelled_top_level_key_is_named():
+    with pytest.raises(ConfigError, match="'sesions' was unexpected"):
+        validate_config({"bids_dir": "x", "sesions": ["baseline"]})
+
+
+def test_misspelled_nested_key_is_named():
+    with pytest.raises(ConfigError, match=r"anat: .*'registration_voxel' was unexpected"):
+        validate_config({"bids_dir": "x", "anat": {"registration_voxel": 2}})
+
+
+def test_wrong_type_and_missing_required():
+    with pytest.raises(ConfigError, match="sessions"):
+        validate_config({"bids_dir": "x", "sessions": "baseline"})
+    with pytest.raises(ConfigError, match="bids_dir"):
+        validate_config({})
+
+
+def test_config_yaml_holds_every_default():
+    """configs/config.yaml lists every key of the schema with the schema's default."""
+    shipped = yaml.safe_load((REPO / "configs" / "config.yaml").read_text())
+
+    def walk(props, values, prefix=""):
+        for key, sub in props.items():
+            assert key in values, f"configs/config.yaml lacks {prefix}{key}"
+            if sub.get("type") == "object":
+                walk(sub["properties"], values[key], f"{prefix}{key}.")
+            elif key != "bids_dir":
+                assert values[key] == sub["default"], f"{prefix}{key} differs from the schema"
+
+    walk(schema()["properties"], shipped)
+
+
+def test_every_schema_entry_has_description():
+    def walk(props, prefix=""):
+        for key, sub in props.items():
+            assert sub.get("description") or sub.get("type") == "object", f"{prefix}{key}"
+            if sub.get("type") == "object":
+                walk(sub["properties"], f"{prefix}{key}.")
+
+    walk(schema()["properties"])
+
+
+def test_load_merges_files(tmp_path):
+    base, override = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    base.write_text("bids_dir: a\nanat: {n4_shrink_factor: 2}\n")
+    override.write_text("anat: {registration_voxel_mm: 3.0}\n")
+    cfg = load_config(base, override)
+    assert cfg["anat"] == {"n4_shrink_factor": 2, "registration_voxel_mm": 3.0,
+                           "template_mask_dilation_mm": 2.0}
+    assert config_hash(cfg) == config_hash(load_config(base, override))
+    assert config_hash(cfg) != config_hash(load_config(base))

@@ -1,0 +1,106 @@
+"""The structural phantom against its own truth."""
+
+import numpy as np
+import pytest
+
+from pipeline.simulate.anatomy import plan_lesion, simulate_structural
+from pipeline.simulate.space import SessionMap, random_subject_warp, rigid_matrix
+
+
+@pytest.fixture(scope="module")
+def subject(layers):
+    rng = np.random.default_rng(3)
+    warp = random_subject_warp(rng)
+    plan = plan_lesion(rng, layers, side="right", volume_ml=30.0, chronic_fraction=0.7)
+    smap = SessionMap(warp, rigid_matrix([2.0, -1.0, 3.0], [3.0, -2.0, 4.0]))
+    return warp, plan, smap
+
+
+@pytest.fixture(scope="module")
+def sessions(layers, subject):
+    _, plan, smap = subject
+    out = {}
+    for stage in ("subacute", "chronic"):
+        out[stage] = simulate_structural(rng=np.random.default_rng(1), layers=layers,
+                                         session_map=smap, lesion_plan=plan, lesion_stage=stage,
+                                         thinning_mm=0.3 if stage == "chronic" else 0.0,
+                                         thinning_side="right", voxel_mm=3.0)
+    out["free"] = simulate_structural(rng=np.random.default_rng(1), layers=layers,
+                                      session_map=smap, lesion_plan=None, lesion_stage=None,
+                                      voxel_mm=3.0)
+    return out
+
+
+def test_lesion_volume_is_voxel_count_times_voxel_volume(sessions):
+    for stage in ("subacute", "chronic"):
+        ses = sessions[stage]
+        mask = ses.lesion.get_fdata() > 0
+        voxel_ml = np.prod(ses.lesion.header.get_zooms()[:3]) / 1000
+        assert ses.truth["lesion_volume_ml"] == pytest.approx(mask.sum() * voxel_ml)
+    assert sessions["subacute"].truth["lesion_volume_ml"] == pytest.approx(30.0, rel=0.1)
+
+
+def test_chronic_lesion_smaller_and_inside(sessions):
+    acute = sessions["subacute"].lesion.get_fdata() > 0
+    chronic = sessions["chronic"].lesion.get_fdata() > 0
+    assert chronic.sum() < acute.sum()
+    assert (chronic & ~acute).sum() <= 0.05 * chronic.sum()
+
+
+def test_lesion_side_and_contrast(sessions, subject):
+    ses = sessions["subacute"]
+    assert ses.truth["lesion_side"] == "right"
+    assert ses.truth["lesion_centroid_mni_x"] > 0  # MNI x > 0 is right
+    lesion = ses.lesion.get_fdata() > 0
+    dseg = ses.dseg.get_fdata()
+    t1, flair = ses.t1w.get_fdata(), ses.flair.get_fdata()
+    wm = dseg == 3
+    assert np.median(t1[lesion]) < 0.7 * np.median(t1[wm])      # T1-hypointense
+    assert np.median(flair[lesion]) > 1.4 * np.median(flair[wm])  # FLAIR-hyperintense
+
+
+def test_chronic_core_is_csf_like(sessions):
+    ses = sessions["chronic"]
+    lesion = ses.lesion.get_fdata() > 0
+    csf = ses.dseg.get_fdata() == 1
+    flair = ses.flair.get_fdata()
+    assert np.percentile(flair[lesion], 20) < 2 * np.median(flair[csf])
+
+
+def test_lesion_free_session(sessions):
+    ses = sessions["free"]
+    assert ses.truth["lesion_volume_ml"] == 0
+    assert not (ses.lesion.get_fdata() > 0).any()
+    assert ses.truth["lesion_side"] == "none"
+
+
+def test_volumes_plausible(sessions):
+    truth = sessions["free"].truth
+    assert 1000 < truth["brain_volume_ml"] < 1600
+    assert truth["gm_volume_ml"] > truth["wm_volume_ml"] > truth["csf_volume_ml"] > 50
+
+
+def test_thinning_reduces_m1_grey_matter(layers, subject):
+    _, _, smap = subject
+    kw = dict(rng=np.random.default_rng(1), layers=layers, session_map=smap, lesion_plan=None,
+              lesion_stage=None, thinning_side="right", voxel_mm=3.0)
+    before = simulate_structural(thinning_mm=0.0, **kw)
+    after = simulate_structural(thinning_mm=0.5, **kw)
+    assert after.truth["gm_volume_ml"] < before.truth["gm_volume_ml"] - 0.5
+    assert after.truth["thinning_m1_mm"] == 0.5
+
+
+def test_deterministic(layers, subject):
+    _, plan, smap = subject
+    a, b = (simulate_structural(rng=np.random.default_rng(5), layers=layers, session_map=smap,
+                                lesion_plan=plan, lesion_stage="subacute", voxel_mm=4.0)
+            for _ in range(2))
+    assert np.array_equal(a.t1w.get_fdata(), b.t1w.get_fdata())
+    assert np.array_equal(a.lesion.get_fdata(), b.lesion.get_fdata())
+
+
+def test_head_has_skull_and_scalp(sessions):
+    ses = sessions["free"]
+    brain = ses.brain_mask.get_fdata() > 0
+    head = ses.t1w.get_fdata() > 300
+    assert (head & ~brain).sum() > 0.2 * brain.sum()  # scalp is present outside the brain
