@@ -119,7 +119,10 @@ def _cmd_session_features(args) -> None:
     from pipeline.features.table import session_row
     from pipeline.io import write_json
 
-    metric_files = dict(item.split("=", 1) for item in (args.metrics or []))
+    metric_files: dict[str, list[str]] = {}
+    for item in args.metrics or []:
+        stream, path = item.split("=", 1)
+        metric_files.setdefault(stream, []).append(path)
     inv = pd.read_csv(args.inventory, sep="\t", keep_default_na=False)
     match = inv[(inv.participant_id == args.participant) & (inv.session == args.session)]
     inv_row = match.iloc[0].to_dict() if len(match) else None
@@ -237,7 +240,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("validate-config", _cmd_validate_config, "validate config YAML file(s)")
     p.add_argument("files", nargs="+")
+
+    # Each analysis subpackage may add commands in ``pipeline/<stream>/commands.py``
+    # through ``register(command)``; ``command(name, func, help)`` returns its parser.
+    for module in _command_modules():
+        module.register(command)
     return parser
+
+
+def _command_modules():
+    import importlib
+    import pkgutil
+
+    import pipeline
+
+    for info in sorted(pkgutil.iter_modules(pipeline.__path__), key=lambda i: i.name):
+        if info.ispkg:
+            try:
+                yield importlib.import_module(f"pipeline.{info.name}.commands")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"pipeline.{info.name}.commands":
+                    raise
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,8 @@ def session_row(participant_id: str, session: str, metric_files: dict, *,
     Parameters
     ----------
     metric_files : dict
-        stream name -> path of its metrics JSON (streams not run are absent).
+        stream name -> path (or list of paths) of its metrics JSON; streams
+        not run are absent.
     inventory_row : dict
         The session's ``sessions.tsv`` row; explains why a stream did not run.
     """
@@ -39,7 +40,10 @@ def session_row(participant_id: str, session: str, metric_files: dict, *,
                                if f"{modality.lower()} skipped" in p.lower()), "")
             row[f"{stream}_status"] = reason or f"no {modality} in this session"
             continue
-        metrics = read_json(path)
+        metrics = {}
+        for one in ([path] if isinstance(path, str | bytes) or hasattr(path, "__fspath__")
+                    else path):
+            metrics.update(read_json(one))
         unknown = set(metrics) - set(dictionary.FEATURES)
         if unknown:
             raise KeyError(f"{path}: undeclared feature(s) {sorted(unknown)}; declare them in "

@@ -1,5 +1,22 @@
 # Anatomy stream: N4 bias correction and template-based brain mask.
 
+T1W_PREPROC = deriv("anat", "T1w", ".nii.gz", desc="preproc")
+BRAIN_MASK = deriv("anat", "mask", ".nii.gz", desc="brain")
+XFM_MNI_TO_T1W = deriv("anat", "xfm", ".mat", from_="MNI152NLin6Asym", to="T1w",
+                       mode="image", desc="affine")
+ANAT_METRICS = deriv("anat", "metrics", ".json", desc="brainmask")
+ANAT_FIGURE = deriv("figures", "T1w", ".png", desc="brainmask")
+
+register_metrics("anat", "T1w", ANAT_METRICS)
+register_reportlet(
+    modality="T1w", step="brainmask", title="Brain mask", figure=ANAT_FIGURE,
+    metrics=ANAT_METRICS,
+    caption="Template brain mask (red) on the bias-corrected T1w.",
+    methods="N4 bias-field correction (ANTs); the FSL MNI152 brain template is registered "
+    "affinely (Mattes MI, metric restricted to the head eroded by 10 mm) and its brain "
+    "mask brought back to the T1w.",
+)
+
 
 rule anat_brainmask:
     input:

@@ -38,16 +38,25 @@ FEATURES_TSV = f"{OUT}/features.tsv"
 FEATURES_JSON = f"{OUT}/features.json"
 
 # --- per-session derivatives ----------------------------------------------------
-T1W_PREPROC = deriv("anat", "T1w", ".nii.gz", desc="preproc")
-BRAIN_MASK = deriv("anat", "mask", ".nii.gz", desc="brain")
-XFM_MNI_TO_T1W = deriv("anat", "xfm", ".mat", from_="MNI152NLin6Asym", to="T1w",
-                       mode="image", desc="affine")
-ANAT_METRICS = deriv("anat", "metrics", ".json", desc="brainmask")
-ANAT_FIGURE = deriv("figures", "T1w", ".png", desc="brainmask")
-FLAIR_METRICS = deriv("anat", "metrics", ".json", desc="flairqc")
-DWI_METRICS = deriv("dwi", "metrics", ".json", desc="dwiqc")
-BOLD_METRICS = deriv("func", "metrics", ".json", task=TASK, desc="boldqc")
+# Each stream's .smk defines its own path constants with deriv() and registers
+# its metrics JSON (-> feature row) and reportlets (-> QC report) below.
 SESSION_ROW = deriv(None, "features", ".json")
+
+SESSION_METRICS = []  # (stream, modality, path): the feature row reads these
+REPORTLETS = []  # dicts: modality, step, title, figure, metrics, caption, methods
+
+
+def register_metrics(stream, modality, path):
+    """Declare that ``path`` (a metrics JSON of ``stream``) feeds the feature row
+    of every session where ``modality`` runs."""
+    SESSION_METRICS.append((stream, modality, path))
+
+
+def register_reportlet(*, modality, step, title, figure, metrics=None, caption="", methods=""):
+    """Declare a QC reportlet (figure + optional metrics JSON) of one step."""
+    REPORTLETS.append(dict(modality=modality, step=step, title=title, figure=figure,
+                           metrics=metrics, caption=caption, methods=methods))
+
 
 # --- input discovery (read only) ------------------------------------------------
 INVENTORY = bidsio.discover(
@@ -87,11 +96,8 @@ def has(modality, wildcards):
     return (wildcards.subject, wildcards.session) in set(sessions_with(modality))
 
 
-STREAM_OUTPUTS = {"anat": ("T1w", ANAT_METRICS), "flair": ("FLAIR", FLAIR_METRICS),
-                  "dwi": ("dwi", DWI_METRICS), "bold": ("bold", BOLD_METRICS)}
 
-
-def session_metrics(wildcards):
-    """Input function: the metrics JSON of every stream that runs for this session."""
-    return {stream: expand(path, **wildcards)[0]
-            for stream, (modality, path) in STREAM_OUTPUTS.items() if has(modality, wildcards)}
+def session_metric_files(wildcards):
+    """(stream, path) of every registered metrics JSON that runs for this session."""
+    return [(stream, expand(path, **wildcards)[0])
+            for stream, modality, path in SESSION_METRICS if has(modality, wildcards)]

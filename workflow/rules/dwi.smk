@@ -1,5 +1,8 @@
 # DWI stream: input checks and acquisition / image-quality metrics.
 
+DWI_METRICS = deriv("dwi", "metrics", ".json", desc="dwiqc")
+register_metrics("dwi", "dwi", DWI_METRICS)
+
 
 rule dwi_qc:
     input:

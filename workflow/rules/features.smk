@@ -26,13 +26,13 @@ rule inventory:
 
 rule session_features:
     input:
-        unpack(session_metrics),
+        metrics=lambda wildcards: [path for _, path in session_metric_files(wildcards)],
         inventory=SESSIONS_TSV,
     output:
         SESSION_ROW,
     params:
-        metrics=lambda wildcards, input: " ".join(
-            f"{stream}={input[stream]}" for stream in STREAM_OUTPUTS if stream in input.keys()
+        metrics=lambda wildcards: " ".join(
+            f"{stream}={path}" for stream, path in session_metric_files(wildcards)
         ),
         config_hash=CONFIG_HASH,
     container:

@@ -1,5 +1,8 @@
 # FLAIR: image-quality metrics (the lesion stream builds on this modality).
 
+FLAIR_METRICS = deriv("anat", "metrics", ".json", desc="flairqc")
+register_metrics("flair", "FLAIR", FLAIR_METRICS)
+
 
 rule flair_qc:
     input:

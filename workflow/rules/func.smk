@@ -1,5 +1,8 @@
 # Motor-task fMRI stream: input checks and image-quality metrics.
 
+BOLD_METRICS = deriv("func", "metrics", ".json", task=TASK, desc="boldqc")
+register_metrics("bold", "bold", BOLD_METRICS)
+
 
 rule bold_qc:
     input:
