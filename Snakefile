@@ -21,15 +21,15 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/anat.smk"
 include: "workflow/rules/flair.smk"
+include: "workflow/rules/lesion.smk"
 include: "workflow/rules/dwi.smk"
 include: "workflow/rules/func.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/qc.smk"
+include: "workflow/rules/stats.smk"
 
 
 rule all:
     input:
-        DATASET_DESCRIPTION,
-        SESSIONS_TSV,
-        FEATURES_TSV,
-        FEATURES_JSON,
+        FINAL_TARGETS,
     default_target: True

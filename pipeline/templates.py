@@ -29,6 +29,11 @@ JUELICH_M1 = {
     "right": ("GM_Primary_motor_cortex_BA4a_R", "GM_Primary_motor_cortex_BA4p_R"),
 }
 
+# Integer labels of the region atlas the anatomy stream brings into T1w space
+# (``*_space-T1w_desc-atlas_dseg.nii.gz``): Juelich CST (probability > 25 %)
+# and primary motor cortex BA4a + BA4p (probability > 25 %), per hemisphere.
+ATLAS_REGION_LABELS = {1: "cst_left", 2: "cst_right", 3: "m1_left", 4: "m1_right"}
+
 # Harvard-Oxford regions supplied (mostly or wholly) by the middle cerebral artery:
 # lateral frontal, peri-Rolandic, insular, lateral temporal and inferior parietal
 # cortex, and the lenticulostriate territory (putamen, pallidum, caudate body).

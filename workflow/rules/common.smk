@@ -37,6 +37,24 @@ SESSIONS_TSV = f"{OUT}/sessions.tsv"
 FEATURES_TSV = f"{OUT}/features.tsv"
 FEATURES_JSON = f"{OUT}/features.json"
 
+# Targets of `rule all`; stages append theirs (e.g. reports, stats when an
+# allocation key is given).
+FINAL_TARGETS = [DATASET_DESCRIPTION, SESSIONS_TSV, FEATURES_TSV, FEATURES_JSON]
+
+# --- cross-stream contracts (producer -> consumers) -----------------------------
+# Lesion stream -> anat (cost-function masking, lesion class), dwi, func.
+LESION_MASK = deriv("anat", "mask", ".nii.gz", space="T1w", desc="lesion")
+# Lesion stream, once per subject from the baseline lesion (participants.tsv
+# lesion_side overrides): {"lesion_side": "left"|"right"|"bilateral"|"none", "source": ...}
+LESION_SIDE = f"{OUT}/sub-{{subject}}/sub-{{subject}}_desc-lesionside_metrics.json"
+# Anat stream -> lesion, dwi, func: lesion-masked SyN between T1w and MNI152NLin6Asym.
+XFM_MNI_TO_T1W_SYN = deriv("anat", "xfm", ".h5", from_="MNI152NLin6Asym", to="T1w", mode="image")
+XFM_T1W_TO_MNI_SYN = deriv("anat", "xfm", ".h5", from_="T1w", to="MNI152NLin6Asym", mode="image")
+# Anat stream: atlas regions in T1w space (labels: pipeline.templates.ATLAS_REGION_LABELS)
+# and tissue classes (1 CSF, 2 GM, 3 WM, 4 lesion).
+ATLAS_T1W = deriv("anat", "dseg", ".nii.gz", space="T1w", desc="atlas")
+TISSUE_DSEG = deriv("anat", "dseg", ".nii.gz", space="T1w", desc="tissue")
+
 # --- per-session derivatives ----------------------------------------------------
 # Each stream's .smk defines its own path constants with deriv() and registers
 # its metrics JSON (-> feature row) and reportlets (-> QC report) below.
