@@ -8,11 +8,26 @@ import nibabel as nib
 import numpy as np
 
 
-def set_threads(n: int) -> None:
-    """Thread count for ITK/ANTs and BLAS, before heavy work starts."""
+ANTS_SEED = 20251121
+
+
+def set_threads(n: int, *, seed: int = ANTS_SEED) -> None:
+    """Thread count for ITK/ANTs and BLAS, and the ANTs sampling seed.
+
+    Call before ANTs is imported. ANTs' random metric sampling reads
+    ``ANTS_RANDOM_SEED``; with a fixed seed and thread count, registrations
+    repeat exactly.
+    """
     for var in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
                 "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(int(n))
+    os.environ.setdefault("ANTS_RANDOM_SEED", str(int(seed)))
+    try:  # ANTsPy passes its own configured seed to antsRegistration when set
+        import ants.config
+
+        ants.config._random_seed = int(os.environ["ANTS_RANDOM_SEED"])
+    except ImportError:  # pragma: no cover - ants is a hard dependency
+        pass
 
 
 def to_ants(img: nib.Nifti1Image):

@@ -87,7 +87,16 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+# Keys that say where data is, not how it is processed: left out of the hash so
+# that the same processing of a moved dataset keeps its hash.
+LOCATION_KEYS = ("bids_dir", "output_dir", "container")
+
+
 def config_hash(config: dict) -> str:
-    """Short, stable hash of a (validated) configuration, for provenance columns."""
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    """Short, stable hash of the processing parameters of a validated configuration.
+
+    Locations (:data:`LOCATION_KEYS`) are left out.
+    """
+    kept = {k: v for k, v in config.items() if k not in LOCATION_KEYS}
+    blob = json.dumps(kept, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,0 +1,50 @@
+"""The demo through the SLURM profile on a real (one-node) SLURM: jobs ran there
+(sacct), completed, and the outputs equal a local run's. CI starts SLURM with
+.ci/slurm/start.sh; elsewhere the test is skipped when no SLURM answers."""
+
+import os
+import shutil
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+from tests.workflow.conftest import snakemake
+from tests.workflow.test_robustness import EXACT, assert_tables_equal
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mixed", "alloc"))
+
+
+pytestmark = pytest.mark.skipif(not _slurm_up() and not os.environ.get("CI"),
+                                reason="no SLURM cluster answers (CI starts one)")
+
+
+def test_demo_on_slurm_matches_local(tiny_trial, tmp_path):
+    assert _slurm_up(), "CI must start SLURM before the tests (.ci/slurm/start.sh)"
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    base = {"bids_dir": str(tiny_trial / "bids"), **EXACT}
+    slurm_out, local_out = tmp_path / "slurm" / "out", tmp_path / "local" / "out"
+    snakemake(tmp_path / "slurm", {**base, "output_dir": str(slurm_out)},
+              "--profile", str(REPO / "configs" / "profiles" / "slurm"),
+              "--jobs", "4", "--slurm-init-seconds-before-status-checks", "5",
+              "--default-resources", "slurm_partition=debug", "slurm_account=ci", "mem_mb=1500",
+              "runtime=20")
+    snakemake(tmp_path / "local", {**base, "output_dir": str(local_out)}, "--cores", "2")
+
+    table = lambda p: pd.read_csv(p, sep="\t", keep_default_na=False, na_values=["n/a"])  # noqa: E731
+    assert_tables_equal(table(local_out / "features.tsv"), table(slurm_out / "features.tsv"))
+
+    acct = subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "-o", "JobName,State,ExitCode"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    jobs = [line.split("|") for line in acct if line]
+    assert jobs, "sacct lists no job: nothing ran on SLURM"
+    assert all(state == "COMPLETED" and code == "0:0" for _, state, code in jobs), jobs
+    n_sessions = len(pd.read_csv(local_out / "sessions.tsv", sep="\t"))
+    assert len(jobs) >= n_sessions  # at least one SLURM job per session (anat)
