@@ -5,10 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
-DEMO_SUBJECTS ?= 4
-DEMO_ANAT_VOXEL_MM ?= 1.5
+DEMO_SUBJECTS ?= 2
+DEMO_ANAT_VOXEL_MM ?= 2.0
 
-.PHONY: install demo test lint bench clean-demo
+.PHONY: install demo test test-all lint clean-demo
 
 $(BIN)/resstore: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ demo: $(BIN)/resstore demo/bids/dataset_description.json
 	@echo "QC figures:        demo/derivatives/resstore/sub-*/ses-*/figures/"
 	@echo "Ground truth:      demo/truth/ (allocation key: demo/allocation.tsv)"
 
+# make test: everything but the `slow` tests (whole-pipeline runs on a phantom
+# trial, minutes each); make test-all: every test.
 test: $(BIN)/resstore
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow"
+
+test-all: $(BIN)/resstore
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 lint: $(BIN)/resstore

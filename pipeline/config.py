@@ -87,9 +87,10 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-# Keys that say where data is, not how it is processed: left out of the hash so
-# that the same processing of a moved dataset keeps its hash.
-LOCATION_KEYS = ("bids_dir", "output_dir", "container")
+# Keys that say where data is, not how sessions are processed, and the stats
+# section (the allocation key is given only at analysis time and must not change
+# anything upstream): left out of the hash stamped on every feature row.
+LOCATION_KEYS = ("bids_dir", "output_dir", "container", "stats")
 
 
 def config_hash(config: dict) -> str:

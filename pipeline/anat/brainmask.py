@@ -58,7 +58,7 @@ def _resample_iso(img: nib.Nifti1Image, voxel_mm: float) -> nib.Nifti1Image:
 
 def template_brain_mask(t1w: nib.Nifti1Image, *, registration_voxel_mm: float = 2.0,
                         n4_shrink_factor: int = 4, scalp_skull_mm: float = 10.0,
-                        seed: int = 1) -> BrainMaskResult:
+                        lesion: nib.Nifti1Image | None = None, seed: int = 1) -> BrainMaskResult:
     """N4 bias correction, affine template registration and brain mask.
 
     Parameters
@@ -73,6 +73,8 @@ def template_brain_mask(t1w: nib.Nifti1Image, *, registration_voxel_mm: float = 
     scalp_skull_mm : float
         Erosion of the head mask (mm) that defines where the registration
         metric is evaluated.
+    lesion : nibabel image or None
+        Lesion mask on the T1w grid, excluded (dilated 2 mm) from the metric.
     seed : int
         Random seed of the metric sampling (runs are reproducible).
 
@@ -95,6 +97,9 @@ def template_brain_mask(t1w: nib.Nifti1Image, *, registration_voxel_mm: float = 
     # bright scalp does not pull the template's brain outline outwards.
     vox_mm = float(np.mean(np.abs(t1w.header.get_zooms()[:3])))
     inner = ndimage.binary_erosion(head, iterations=max(1, int(round(scalp_skull_mm / vox_mm))))
+    if lesion is not None:
+        inner &= ~ndimage.binary_dilation(np.asarray(lesion.dataobj) > 0,
+                                          iterations=max(1, int(round(2.0 / vox_mm))))
     inner_img = nib.Nifti1Image(inner.astype(np.float32), t1w.affine)
     fixed = to_ants(_resample_iso(preproc, registration_voxel_mm))
     fixed_mask = to_ants(_resample_iso(inner_img, registration_voxel_mm))

@@ -49,3 +49,26 @@ def make_writable(root) -> None:
     Path(root).chmod(0o755)
     for path in Path(root).rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+# One ITK thread per job: the feature table is then bit-identical run to run.
+EXACT = {"resources": {"threads_per_job": 1}}
+
+
+@pytest.fixture(scope="session")
+def reference_run(tiny_trial, tmp_path_factory):
+    """The whole pipeline once on the tiny trial (shared by every workflow test that
+    only reads outputs). Returns the output folder."""
+    work = tmp_path_factory.mktemp("reference")
+    out = work / "out"
+    snakemake(work, {"bids_dir": str(tiny_trial / "bids"), "output_dir": str(out), **EXACT},
+              "--cores", "2")
+    return out
+
+
+def strip_modalities(bids, keep=()) -> None:
+    """Remove dwi/ and func/ folders (except ``keep``: paths relative to ``bids``) to
+    make a workflow test that is about something else cheaper."""
+    for folder in list(Path(bids).glob("sub-*/ses-*/dwi")) + list(Path(bids).glob("sub-*/ses-*/func")):
+        if str(folder.relative_to(bids)) not in keep:
+            shutil.rmtree(folder)

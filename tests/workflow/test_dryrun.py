@@ -15,10 +15,17 @@ def test_dry_run_lists_expected_jobs(tiny_trial, tmp_path):
     proc = snakemake(tmp_path, {"bids_dir": str(tiny_trial / "bids"),
                                 "output_dir": str(tmp_path / "out")}, "-n", "--cores", "2")
     counts = _job_counts(proc.stdout)
-    # 2 subjects x 2 sessions, every modality present
-    assert counts == {"all": 1, "anat_brainmask": 4, "bold_qc": 4, "dataset_description": 1,
-                      "dwi_qc": 4, "features": 1, "flair_qc": 4, "inventory": 1,
-                      "session_features": 4}
+    # 2 subjects x 2 sessions, every modality present: one job per session for
+    # each per-session rule, one per subject for the lesion side, one per group rule
+    per_session = {"anat_brainmask", "anat_register", "anat_segment", "anat_thickness",
+                   "flair_qc", "lesion_segment", "lesion_load", "dwi_qc", "dwi_preproc",
+                   "dwi_regions", "func_preproc", "func_coreg", "func_glm", "session_features",
+                   "report_session"}
+    assert {rule for rule, n in counts.items() if n == 4} == per_session
+    assert counts["lesion_side"] == 2
+    assert all(counts[rule] == 1 for rule in ("all", "inventory", "features", "report_index",
+                                              "dataset_description"))
+    assert "stats" not in counts  # no allocation key given
 
 
 def test_session_subset_and_missing_modality(tiny_trial, tmp_path):

@@ -6,9 +6,13 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.conftest import tree_checksums
-from tests.workflow.conftest import make_read_only, make_writable, snakemake
+from tests.workflow.conftest import make_read_only, make_writable, snakemake, strip_modalities
+
+# Runs the whole pipeline on the tiny trial: minutes; `make test-all` runs it.
+pytestmark = pytest.mark.slow
 
 
 def _read(path):
@@ -27,6 +31,7 @@ def test_bad_inputs_reported_others_finish_bids_untouched(bids_copy, tmp_path):
                 odd)                                                # non-BIDS file name
     bval = bids_copy / "sub-001" / "ses-baseline" / "dwi" / "sub-001_ses-baseline_dwi.bval"
     bval.write_text(" ".join(bval.read_text().split()[:-1]) + "\n")  # one b-value short
+    strip_modalities(bids_copy, keep=("sub-001/ses-baseline/dwi",))  # keep the test cheap
     before = tree_checksums(bids_copy)
     make_read_only(bids_copy)
     out = tmp_path / "out"
@@ -51,7 +56,7 @@ def test_bad_inputs_reported_others_finish_bids_untouched(bids_copy, tmp_path):
     features = _read(out / "features.tsv").set_index(["participant_id", "session"])
     assert len(features) == 4                       # one row per subject x session
     assert features.loc[("sub-002", "baseline"), "anat_status"] == "ok"
-    assert features.loc[("sub-002", "baseline"), "dwi_status"] == "ok"
+    assert features.loc[("sub-002", "baseline"), "dwi_status"] == "no dwi in this session"
     assert features.loc[("sub-001", "baseline"), "dwi_status"].startswith("/")
     assert "DWI skipped" in features.loc[("sub-001", "baseline"), "dwi_status"]
     assert np.isnan(features.loc[("sub-001", "baseline"), "dwi_b0_snr"])
@@ -67,6 +72,7 @@ def test_runtime_error_names_file_keep_going_then_exclude(bids_copy, tmp_path):
     data = img.get_fdata(dtype=np.float32)
     data[10:12, 10:12, 10:12] = np.nan
     nib.save(nib.Nifti1Image(data, img.affine), path)
+    strip_modalities(bids_copy)  # keep the test cheap
     out = tmp_path / "out"
     config = {"bids_dir": str(bids_copy), "output_dir": str(out)}
     proc = snakemake(tmp_path / "work", config, "--cores", "2", "--keep-going", check=False)
@@ -86,11 +92,9 @@ def test_runtime_error_names_file_keep_going_then_exclude(bids_copy, tmp_path):
         "session skipped: sub-002_ses-m06: excluded by config"
 
 
-def test_feature_table_against_truth(tiny_trial, tmp_path):
+def test_feature_table_against_truth(tiny_trial, reference_run, tmp_path):
     """The spine's features agree with the phantom's truth; provenance is recorded."""
-    out = tmp_path / "out"
-    snakemake(tmp_path / "work", {"bids_dir": str(tiny_trial / "bids"), "output_dir": str(out)},
-              "--cores", "2")
+    out = reference_run
     features = _read(out / "features.tsv")
     truth = _read(tiny_trial / "truth" / "sessions.tsv")
     merged = features.merge(truth, on=["participant_id", "session"])
@@ -114,5 +118,6 @@ def test_feature_table_against_truth(tiny_trial, tmp_path):
     assert sidecar["Sources"] and sidecar["GeneratedBy"]["Version"]
     # nothing to do on a second run
     proc = snakemake(tmp_path / "work", {"bids_dir": str(tiny_trial / "bids"),
-                                         "output_dir": str(out)}, "-n", "--cores", "1")
+                                         "output_dir": str(out), "resources": {"threads_per_job": 1}},
+                     "-n", "--cores", "1")
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO
-from tests.workflow.conftest import snakemake
-from tests.workflow.test_robustness import EXACT, assert_tables_equal
+from tests.workflow.conftest import EXACT, snakemake
+from tests.workflow.test_robustness import assert_tables_equal
 
 
 def _slurm_up() -> bool:
@@ -22,21 +22,20 @@ def _slurm_up() -> bool:
     return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mixed", "alloc"))
 
 
-pytestmark = pytest.mark.skipif(not _slurm_up() and not os.environ.get("CI"),
-                                reason="no SLURM cluster answers (CI starts one)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not _slurm_up() and not os.environ.get("CI"),
+                                reason="no SLURM cluster answers (CI starts one)")]
 
 
-def test_demo_on_slurm_matches_local(tiny_trial, tmp_path):
+def test_demo_on_slurm_matches_local(tiny_trial, reference_run, tmp_path):
     assert _slurm_up(), "CI must start SLURM before the tests (.ci/slurm/start.sh)"
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     base = {"bids_dir": str(tiny_trial / "bids"), **EXACT}
-    slurm_out, local_out = tmp_path / "slurm" / "out", tmp_path / "local" / "out"
+    slurm_out, local_out = tmp_path / "slurm" / "out", reference_run
     snakemake(tmp_path / "slurm", {**base, "output_dir": str(slurm_out)},
               "--profile", str(REPO / "configs" / "profiles" / "slurm"),
               "--jobs", "4", "--slurm-init-seconds-before-status-checks", "5",
               "--default-resources", "slurm_partition=debug", "slurm_account=ci", "mem_mb=1500",
               "runtime=20")
-    snakemake(tmp_path / "local", {**base, "output_dir": str(local_out)}, "--cores", "2")
 
     table = lambda p: pd.read_csv(p, sep="\t", keep_default_na=False, na_values=["n/a"])  # noqa: E731
     assert_tables_equal(table(local_out / "features.tsv"), table(slurm_out / "features.tsv"))

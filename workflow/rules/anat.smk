@@ -1,4 +1,14 @@
-# Anatomy stream: N4 bias correction and template-based brain mask.
+# Anatomy stream (T1w): N4 + affine template brain mask (input of the lesion
+# stream) -> lesion-masked SyN to MNI152NLin6Asym (atlases to T1w; follow-up
+# visits go through their baseline) -> template brain mask + Atropos tissue
+# classes with a lesion class -> DiReCT cortical thickness and regional values.
+#
+# The lesion mask is optional: LESION_MASK (lesion stream) is an input only once
+# lesion.smk sets LESION_STREAM_READY = True; the input functions
+# (pipeline/anat/smk_inputs.py) run when the DAG is built, after every .smk
+# file has been included.
+
+from pipeline.anat.smk_inputs import AnatInputs
 
 T1W_PREPROC = deriv("anat", "T1w", ".nii.gz", desc="preproc")
 BRAIN_MASK = deriv("anat", "mask", ".nii.gz", desc="brain")
@@ -7,20 +17,70 @@ XFM_MNI_TO_T1W = deriv("anat", "xfm", ".mat", from_="MNI152NLin6Asym", to="T1w",
 ANAT_METRICS = deriv("anat", "metrics", ".json", desc="brainmask")
 ANAT_FIGURE = deriv("figures", "T1w", ".png", desc="brainmask")
 
-register_metrics("anat", "T1w", ANAT_METRICS)
+ANAT_DK_T1W = deriv("anat", "dseg", ".nii.gz", space="T1w", desc="dk")
+ANAT_REG_METRICS = deriv("anat", "metrics", ".json", desc="registration")
+ANAT_REG_FIGURE = deriv("figures", "T1w", ".png", desc="registration")
+
+BRAIN_MASK_REFINED = deriv("anat", "mask", ".nii.gz", space="T1w", desc="brain")
+TISSUE_PROBSEG = deriv("anat", "probseg", ".nii.gz", space="T1w", desc="tissue")
+ANAT_SEG_METRICS = deriv("anat", "metrics", ".json", desc="segmentation")
+ANAT_SEG_FIGURE = deriv("figures", "T1w", ".png", desc="segmentation")
+
+THICKNESS_MAP = deriv("anat", "thickness", ".nii.gz", space="T1w", desc="direct")
+THICKNESS_TABLE = deriv("anat", "thickness", ".tsv", space="T1w", desc="dk")
+ANAT_THICKNESS_METRICS = deriv("anat", "metrics", ".json", desc="thickness")
+ANAT_THICKNESS_FIGURE = deriv("figures", "T1w", ".png", desc="thickness")
+
+for _metrics in (ANAT_METRICS, ANAT_REG_METRICS, ANAT_SEG_METRICS, ANAT_THICKNESS_METRICS):
+    register_metrics("anat", "T1w", _metrics)
+
 register_reportlet(
     modality="T1w", step="brainmask", title="Brain mask", figure=ANAT_FIGURE,
     metrics=ANAT_METRICS,
-    caption="Template brain mask (red) on the bias-corrected T1w.",
+    caption="Affine template brain mask (red) on the bias-corrected T1w.",
     methods="N4 bias-field correction (ANTs); the FSL MNI152 brain template is registered "
-    "affinely (Mattes MI, metric restricted to the head eroded by 10 mm) and its brain "
-    "mask brought back to the T1w.",
+    "affinely (Mattes MI, metric restricted to the head eroded by 10 mm, minus a manual "
+    "lesion mask when one is given) and its brain mask brought back to the T1w.",
+)
+register_reportlet(
+    modality="T1w", step="registration", title="Registration to MNI152", figure=ANAT_REG_FIGURE,
+    metrics=ANAT_REG_METRICS,
+    caption="Template brain outline (red), Juelich M1 (green) and CST (blue) brought to the T1w.",
+    methods="Affine + SyN (ANTs, Mattes MI) of the FSL MNI152 brain (MNI152NLin6Asym) to the "
+    "skull-stripped T1w, the lesion excluded from the metric (cost-function masking). "
+    "Follow-up visits are registered rigidly to the baseline and reuse its SyN, so both "
+    "visits get the same regions.",
+)
+register_reportlet(
+    modality="T1w", step="segmentation", title="Tissue classes", figure=ANAT_SEG_FIGURE,
+    metrics=ANAT_SEG_METRICS,
+    caption="CSF (blue), GM (green), WM (yellow) and lesion (red).",
+    methods="Template brain mask through the SyN warp; Atropos 3-class EM with MNI152 2009a "
+    "priors (weight 0.25) and MRF smoothing; the lesion is excluded from the EM and labelled "
+    "as its own class. Volumes are sums of posterior probabilities (mL).",
+)
+register_reportlet(
+    modality="T1w", step="thickness", title="Cortical thickness", figure=ANAT_THICKNESS_FIGURE,
+    metrics=ANAT_THICKNESS_METRICS,
+    caption="DiReCT cortical thickness (mm); lesion voxels excluded.",
+    methods="DiReCT (ANTs KellyKapowski) on the GM/WM probabilities, cropped to the brain; "
+    "means per hemisphere, in Juelich M1 (BA4a+BA4p) and per Desikan-Killiany region.",
+)
+
+
+ANAT_INPUTS = AnatInputs(
+    rows=_ROWS, baseline=config["baseline_session"], sessions_with=sessions_with, expand=expand,
+    lesion_ready=lambda: globals().get("LESION_STREAM_READY", False),
+    paths=dict(lesion_mask=LESION_MASK, lesion_side=LESION_SIDE, preproc=T1W_PREPROC,
+               brain_mask=BRAIN_MASK, mni_to_t1w=XFM_MNI_TO_T1W_SYN,
+               t1w_to_mni=XFM_T1W_TO_MNI_SYN),
 )
 
 
 rule anat_brainmask:
     input:
         t1w=raw("t1w"),
+        lesion=ANAT_INPUTS.manual_lesion,
     output:
         preproc=T1W_PREPROC,
         mask=BRAIN_MASK,
@@ -30,6 +90,7 @@ rule anat_brainmask:
     params:
         registration_voxel_mm=config["anat"]["registration_voxel_mm"],
         n4_shrink_factor=config["anat"]["n4_shrink_factor"],
+        optional=ANAT_INPUTS.options(lesion="lesion-mask"),
     container:
         CONTAINER
     log:
@@ -38,11 +99,122 @@ rule anat_brainmask:
         per_session("benchmarks", "anat_brainmask")
     threads: THREADS
     resources:
-        mem_mb=3000,
-        runtime=20,
+        mem_mb=2500,
+        runtime=15,
     shell:
-        "resstore anat-brainmask --t1w {input.t1w} --out-preproc {output.preproc}"
+        "resstore anat-preproc --t1w {input.t1w} --out-preproc {output.preproc}"
         " --out-mask {output.mask} --out-xfm {output.xfm} --out-metrics {output.metrics}"
         " --out-figure {output.figure} --threads {threads}"
         " --registration-voxel-mm {params.registration_voxel_mm}"
-        " --n4-shrink-factor {params.n4_shrink_factor} --log {log}"
+        " --n4-shrink-factor {params.n4_shrink_factor} {params.optional} --log {log}"
+
+
+rule anat_register:
+    input:
+        unpack(ANAT_INPUTS.baseline_files),
+        preproc=T1W_PREPROC,
+        mask=BRAIN_MASK,
+        lesion=ANAT_INPUTS.lesion_mask,
+    output:
+        mni_to_t1w=XFM_MNI_TO_T1W_SYN,
+        t1w_to_mni=XFM_T1W_TO_MNI_SYN,
+        atlas=ATLAS_T1W,
+        dk=ANAT_DK_T1W,
+        metrics=ANAT_REG_METRICS,
+        figure=ANAT_REG_FIGURE,
+    params:
+        registration_voxel_mm=config["anat"]["registration_voxel_mm"],
+        mask_dilation_mm=config["anat"]["template_mask_dilation_mm"],
+        syn_iterations=" ".join(str(i) for i in config["anat"]["syn_iterations"]),
+        optional=ANAT_INPUTS.options(
+            lesion="lesion-mask", baseline_preproc="baseline-preproc",
+            baseline_brain_mask="baseline-mask", baseline_mni_to_t1w="baseline-mni-to-t1w",
+            baseline_t1w_to_mni="baseline-t1w-to-mni",
+        ),
+    container:
+        CONTAINER
+    log:
+        per_session("logs", "anat_register"),
+    benchmark:
+        per_session("benchmarks", "anat_register")
+    threads: THREADS
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    shell:
+        "resstore anat-register --t1w-preproc {input.preproc} --brain-mask {input.mask}"
+        " --out-mni-to-t1w {output.mni_to_t1w} --out-t1w-to-mni {output.t1w_to_mni}"
+        " --out-atlas {output.atlas} --out-dk {output.dk} --out-metrics {output.metrics}"
+        " --out-figure {output.figure} --threads {threads}"
+        " --registration-voxel-mm {params.registration_voxel_mm}"
+        " --mask-dilation-mm {params.mask_dilation_mm}"
+        " --syn-iterations {params.syn_iterations} {params.optional} --log {log}"
+
+
+rule anat_segment:
+    input:
+        preproc=T1W_PREPROC,
+        mni_to_t1w=XFM_MNI_TO_T1W_SYN,
+        lesion=ANAT_INPUTS.lesion_mask,
+    output:
+        mask=BRAIN_MASK_REFINED,
+        dseg=TISSUE_DSEG,
+        probseg=TISSUE_PROBSEG,
+        metrics=ANAT_SEG_METRICS,
+        figure=ANAT_SEG_FIGURE,
+    params:
+        prior_weight=config["anat"]["prior_weight"],
+        mrf_weight=config["anat"]["mrf_weight"],
+        optional=ANAT_INPUTS.options(lesion="lesion-mask"),
+    container:
+        CONTAINER
+    log:
+        per_session("logs", "anat_segment"),
+    benchmark:
+        per_session("benchmarks", "anat_segment")
+    threads: THREADS
+    resources:
+        mem_mb=3000,
+        runtime=15,
+    shell:
+        "resstore anat-segment --t1w-preproc {input.preproc} --mni-to-t1w {input.mni_to_t1w}"
+        " --out-mask {output.mask} --out-dseg {output.dseg} --out-probseg {output.probseg}"
+        " --out-metrics {output.metrics} --out-figure {output.figure} --threads {threads}"
+        " --prior-weight {params.prior_weight} --mrf-weight {params.mrf_weight}"
+        " {params.optional} --log {log}"
+
+
+rule anat_thickness:
+    input:
+        preproc=T1W_PREPROC,
+        dseg=TISSUE_DSEG,
+        probseg=TISSUE_PROBSEG,
+        atlas=ATLAS_T1W,
+        dk=ANAT_DK_T1W,
+        side=ANAT_INPUTS.lesion_side,
+    output:
+        thickness=THICKNESS_MAP,
+        table=THICKNESS_TABLE,
+        metrics=ANAT_THICKNESS_METRICS,
+        figure=ANAT_THICKNESS_FIGURE,
+    params:
+        voxel_mm=config["anat"]["thickness_voxel_mm"],
+        iterations=config["anat"]["thickness_iterations"],
+        optional=ANAT_INPUTS.options(side="lesion-side"),
+    container:
+        CONTAINER
+    log:
+        per_session("logs", "anat_thickness"),
+    benchmark:
+        per_session("benchmarks", "anat_thickness")
+    threads: THREADS
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    shell:
+        "resstore anat-thickness --t1w-preproc {input.preproc} --dseg {input.dseg}"
+        " --probseg {input.probseg} --atlas {input.atlas} --dk {input.dk}"
+        " --out-thickness {output.thickness} --out-table {output.table}"
+        " --out-metrics {output.metrics} --out-figure {output.figure} --threads {threads}"
+        " --voxel-mm {params.voxel_mm} --iterations {params.iterations}"
+        " {params.optional} --log {log}"

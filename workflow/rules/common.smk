@@ -119,3 +119,10 @@ def session_metric_files(wildcards):
     """(stream, path) of every registered metrics JSON that runs for this session."""
     return [(stream, expand(path, **wildcards)[0])
             for stream, modality, path in SESSION_METRICS if has(modality, wildcards)]
+
+
+def session_reportlets(wildcards):
+    """Registered reportlets whose modality runs for this session, paths resolved."""
+    return [dict(r, figure=expand(r["figure"], **wildcards)[0],
+                 metrics=expand(r["metrics"], **wildcards)[0] if r["metrics"] else None)
+            for r in REPORTLETS if has(r["modality"], wildcards)]

@@ -1,7 +1,63 @@
-# DWI stream: input checks and acquisition / image-quality metrics.
+# DWI stream: input checks and acquisition metrics (dwi_qc); denoising, Gibbs
+# removal, motion / eddy-current correction with b-vector rotation and tensor
+# fit (dwi_preproc); DWI -> T1w registration and CST / PLIC / NAWM / lesion
+# FA and MD, ipsi- and contralesional (dwi_regions).
 
 DWI_METRICS = deriv("dwi", "metrics", ".json", desc="dwiqc")
+DWI_PREPROC = deriv("dwi", "dwi", ".nii.gz", space="dwi", desc="preproc")
+DWI_B0 = deriv("dwi", "dwiref", ".nii.gz", space="dwi", desc="b0")
+DWI_MASK = deriv("dwi", "mask", ".nii.gz", space="dwi", desc="brain")
+DWI_FA = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="fa")
+DWI_MD = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="md")
+DWI_AD = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="ad")
+DWI_RD = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="rd")
+DWI_V1 = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="v1")
+DWI_RESIDUAL = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="residual")
+DWI_MOTION = deriv("dwi", "timeseries", ".tsv", desc="motion")
+DWI_PREPROC_METRICS = deriv("dwi", "metrics", ".json", desc="dwipreproc")
+DWI_FIG_COLOUR_FA = deriv("figures", "dwi", ".png", desc="colourfa")
+DWI_FIG_MOTION = deriv("figures", "dwi", ".png", desc="motion")
+DWI_FIG_RESIDUAL = deriv("figures", "dwi", ".png", desc="residual")
+XFM_DWI_TO_T1W = deriv("dwi", "xfm", ".mat", from_="dwi", to="T1w", mode="image")
+DWI_REGIONS = deriv("dwi", "dseg", ".nii.gz", space="dwi", desc="regions")
+DWI_REGION_METRICS = deriv("dwi", "metrics", ".json", desc="dwiregions")
+DWI_FIG_REGIONS = deriv("figures", "dwi", ".png", desc="regions")
+
 register_metrics("dwi", "dwi", DWI_METRICS)
+register_metrics("dwi", "dwi", DWI_PREPROC_METRICS)
+register_metrics("dwi", "dwi", DWI_REGION_METRICS)
+register_reportlet(
+    modality="dwi", step="motion", title="DWI motion and outliers", figure=DWI_FIG_MOTION,
+    metrics=DWI_PREPROC_METRICS,
+    caption="Per-volume translation, rotation and mean brain displacement from the "
+    "registration of each volume to the mean b=0; bars: outlier slices per volume.",
+    methods="MP-PCA denoising (dipy), Gibbs-ringing removal (Kellner 2016), then every "
+    "volume registered to the mean b=0 with ANTs (Mattes MI; rigid b=0, affine "
+    "diffusion-weighted volumes for eddy currents), b-vectors rotated (Leemans & Jones 2009).",
+)
+register_reportlet(
+    modality="dwi", step="colourfa", title="Colour FA", figure=DWI_FIG_COLOUR_FA,
+    metrics=DWI_PREPROC_METRICS,
+    caption="Principal diffusion direction weighted by FA (red left-right, green "
+    "anterior-posterior, blue superior-inferior); the CST should be blue.",
+    methods="Diffusion tensor fit by weighted least squares (dipy).",
+)
+register_reportlet(
+    modality="dwi", step="residual", title="Tensor-fit residual", figure=DWI_FIG_RESIDUAL,
+    metrics=DWI_PREPROC_METRICS,
+    caption="RMS residual of the tensor fit (% of S0); bright bands are artefacts or "
+    "uncorrected motion.",
+)
+register_reportlet(
+    modality="dwi", step="regions", title="DWI regions and registration", figure=DWI_FIG_REGIONS,
+    metrics=DWI_REGION_METRICS,
+    caption="FA with the ipsilesional (red) and contralesional (green) CST, the lesion "
+    "(blue) and the T1w brain mask brought to DWI space (yellow).",
+    methods="Mean b=0 registered rigidly to the T1w (ANTs, Mattes MI); atlas, tissue and "
+    "lesion masks carried to DWI space as fractions. CST: white matter (fraction >= 0.9), "
+    "Juelich CST, lesion (dilated) excluded; PLIC: 25-37 % of the CST height; NAWM: white "
+    "matter outside the CST and the dilated lesion. Medians over voxels.",
+)
 
 
 rule dwi_qc:
@@ -23,3 +79,105 @@ rule dwi_qc:
     shell:
         "resstore dwi-qc --dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
         " --out-metrics {output.metrics} --log {log}"
+
+
+rule dwi_preproc:
+    input:
+        dwi=raw("dwi"),
+        bval=raw("bval"),
+        bvec=raw("bvec"),
+    output:
+        preproc=DWI_PREPROC,
+        b0=DWI_B0,
+        mask=DWI_MASK,
+        fa=DWI_FA,
+        md=DWI_MD,
+        ad=DWI_AD,
+        rd=DWI_RD,
+        v1=DWI_V1,
+        residual=DWI_RESIDUAL,
+        motion=DWI_MOTION,
+        metrics=DWI_PREPROC_METRICS,
+        colour_fa=DWI_FIG_COLOUR_FA,
+        motion_figure=DWI_FIG_MOTION,
+        residual_figure=DWI_FIG_RESIDUAL,
+    params:
+        denoise=config["dwi"]["denoise"],
+        patch_radius=config["dwi"]["denoise_patch_radius"],
+        rician="yes" if config["dwi"]["rician_correction"] else "no",
+        gibbs="yes" if config["dwi"]["gibbs"] else "no",
+        motion=config["dwi"]["motion_correction"],
+        iterations=" ".join(str(i) for i in config["dwi"]["motion_iterations"]),
+        shrink=" ".join(str(i) for i in config["dwi"]["motion_shrink_factors"]),
+        fit=config["dwi"]["tensor_fit"],
+        slice_z=config["dwi"]["outlier_slice_z"],
+        displacement=config["dwi"]["outlier_displacement_mm"],
+        exclude="yes" if config["dwi"]["exclude_outlier_volumes"] else "no",
+    container:
+        CONTAINER
+    log:
+        per_session("logs", "dwi_preproc"),
+    benchmark:
+        per_session("benchmarks", "dwi_preproc")
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "resstore dwi-preproc --dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
+        " --out-preproc {output.preproc} --out-b0 {output.b0} --out-mask {output.mask}"
+        " --out-fa {output.fa} --out-md {output.md} --out-ad {output.ad} --out-rd {output.rd}"
+        " --out-v1 {output.v1} --out-residual {output.residual} --out-motion {output.motion}"
+        " --out-metrics {output.metrics} --out-figure-colour-fa {output.colour_fa}"
+        " --out-figure-motion {output.motion_figure}"
+        " --out-figure-residual {output.residual_figure}"
+        " --denoise {params.denoise} --denoise-patch-radius {params.patch_radius}"
+        " --rician-correction {params.rician} --gibbs {params.gibbs}"
+        " --motion-correction {params.motion}"
+        " --motion-iterations {params.iterations} --motion-shrink-factors {params.shrink}"
+        " --tensor-fit {params.fit} --outlier-slice-z {params.slice_z}"
+        " --outlier-displacement-mm {params.displacement}"
+        " --exclude-outlier-volumes {params.exclude} --threads {threads} --log {log}"
+
+
+rule dwi_regions:
+    input:
+        fa=DWI_FA,
+        md=DWI_MD,
+        b0=DWI_B0,
+        mask=DWI_MASK,
+        t1w=T1W_PREPROC,
+        t1w_mask=BRAIN_MASK,
+        atlas=ATLAS_T1W,
+        tissue=TISSUE_DSEG,
+        lesion=LESION_MASK,
+        lesion_side=LESION_SIDE,
+    output:
+        xfm=XFM_DWI_TO_T1W,
+        metrics=DWI_REGION_METRICS,
+        dseg=DWI_REGIONS,
+        figure=DWI_FIG_REGIONS,
+    params:
+        wm=config["dwi"]["wm_fraction_min"],
+        region=config["dwi"]["region_fraction_min"],
+        dilation=config["dwi"]["lesion_dilation_mm"],
+        statistic=config["dwi"]["region_statistic"],
+    container:
+        CONTAINER
+    log:
+        per_session("logs", "dwi_regions"),
+    benchmark:
+        per_session("benchmarks", "dwi_regions")
+    threads: THREADS
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    shell:
+        "resstore dwi-regions --fa {input.fa} --md {input.md} --b0 {input.b0}"
+        " --mask {input.mask} --t1w {input.t1w} --t1w-mask {input.t1w_mask}"
+        " --atlas {input.atlas} --tissue {input.tissue} --lesion {input.lesion}"
+        " --lesion-side {input.lesion_side} --out-xfm {output.xfm}"
+        " --out-metrics {output.metrics} --out-dseg {output.dseg} --out-figure {output.figure}"
+        " --wm-fraction-min {params.wm} --region-fraction-min {params.region}"
+        " --lesion-dilation-mm {params.dilation} --statistic {params.statistic}"
+        " --threads {threads} --log {log}"

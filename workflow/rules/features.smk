@@ -50,6 +50,8 @@ rule session_features:
 rule features:
     input:
         rows=[expand(SESSION_ROW, subject=s, session=v)[0] for s, v in ALL_SESSIONS],
+        # reviewer ratings (QC reports) -> <modality>_rating, qc_status, qc_excluded_streams
+        ratings=[config["qc"]["ratings"]] if config["qc"]["ratings"] else [],
     output:
         tsv=FEATURES_TSV,
         json=FEATURES_JSON,
@@ -59,8 +61,8 @@ rule features:
         f"{OUT}/logs/features.log",
     localrule: True
     shell:
-        "resstore collect-features --rows {input.rows} --out-tsv {output.tsv}"
-        " --out-json {output.json} --log {log}"
+        "resstore collect-features --rows {input.rows} --ratings {input.ratings}"
+        " --out-tsv {output.tsv} --out-json {output.json} --log {log}"
 
 
 rule dataset_description:

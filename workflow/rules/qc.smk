@@ -1,1 +1,76 @@
-# QC reports: per-session HTML pages and the group dashboard. (Being built: issue 8.)
+# QC reports: one self-contained HTML page per session and the group dashboard.
+# Every reportlet a stream declares with register_reportlet() appears on the page of each
+# session where its modality runs; pages compare the session's metrics with the group
+# (features.tsv) and show reviewer ratings (config qc.ratings). Blinded: the allocation key
+# is never an input.
+
+import hashlib
+import json
+import os
+
+REPORT_SESSION = f"{OUT}/reports/sub-{{subject}}_ses-{{session}}.html"
+REPORT_INDEX = f"{OUT}/reports/index.html"
+QC_RATINGS = [config["qc"]["ratings"]] if config["qc"]["ratings"] else []
+# names the browser storage that the pages of this study share (ratings, rater name)
+QC_STUDY_ID = hashlib.sha256(os.path.abspath(OUT).encode()).hexdigest()[:12]
+
+FINAL_TARGETS.append(REPORT_INDEX)
+
+
+rule report_session:
+    input:
+        figures=lambda wildcards: [r["figure"] for r in session_reportlets(wildcards)],
+        metrics=lambda wildcards: [r["metrics"] for r in session_reportlets(wildcards)
+                                   if r["metrics"]],
+        features=FEATURES_TSV,
+        inventory=SESSIONS_TSV,
+        ratings=QC_RATINGS,
+    output:
+        REPORT_SESSION,
+    params:
+        reportlets=lambda wildcards: json.dumps(session_reportlets(wildcards)),
+        ratings=lambda wildcards, input: f"--ratings {input.ratings}" if input.ratings else "",
+        outlier_robust_z=config["qc"]["outlier_robust_z"],
+        study=QC_STUDY_ID,
+    container:
+        CONTAINER
+    log:
+        per_session("logs", "report_session"),
+    benchmark:
+        per_session("benchmarks", "report_session")
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "resstore report-session --participant sub-{wildcards.subject}"
+        " --session {wildcards.session} --reportlets {params.reportlets:q}"
+        " --features {input.features} --inventory {input.inventory} {params.ratings}"
+        " --outlier-robust-z {params.outlier_robust_z} --study {params.study}"
+        " --out {output} --log {log}"
+
+
+rule report_index:
+    input:
+        pages=[expand(REPORT_SESSION, subject=s, session=v)[0] for s, v in ALL_SESSIONS],
+        features=FEATURES_TSV,
+        inventory=SESSIONS_TSV,
+        ratings=QC_RATINGS,
+    output:
+        REPORT_INDEX,
+    params:
+        ratings=lambda wildcards, input: f"--ratings {input.ratings}" if input.ratings else "",
+        outlier_robust_z=config["qc"]["outlier_robust_z"],
+        study=QC_STUDY_ID,
+    container:
+        CONTAINER
+    log:
+        f"{OUT}/logs/report_index.log",
+    benchmark:
+        f"{OUT}/benchmarks/report_index.tsv"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "resstore report-index --features {input.features} --inventory {input.inventory}"
+        " {params.ratings} --outlier-robust-z {params.outlier_robust_z}"
+        " --study {params.study} --out {output} --log {log}"

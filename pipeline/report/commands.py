@@ -1,0 +1,96 @@
+"""``resstore`` commands of the QC reports and ratings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from pipeline.errors import PipelineInputError
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_BYTES = 5 * 1024 * 1024
+
+
+def _ratings(path):
+    from pipeline.report.ratings import read_ratings
+
+    return read_ratings(path) if path else None
+
+
+def _report_session(args) -> None:
+    from pipeline.report.pages import read_table, session_context
+    from pipeline.report.render import render_page
+
+    try:
+        reportlets = json.loads(args.reportlets) if args.reportlets else []
+    except json.JSONDecodeError as exc:
+        raise PipelineInputError("--reportlets", f"not JSON ({exc})") from exc
+    participant = args.participant
+    context = session_context(
+        participant, args.session, reportlets=reportlets, features=read_table(args.features),
+        inventory=read_table(args.inventory), ratings=_ratings(args.ratings),
+        threshold=args.outlier_robust_z, study=args.study)
+    size = render_page("report_session.html.j2", context, args.out)
+    log.info("%s ses-%s: %d reportlet(s), %.2f MB -> %s", participant, args.session,
+             len(reportlets), size / 1e6, args.out)
+    if size > MAX_PAGE_BYTES:
+        log.warning("%s is %.1f MB (target <= 5 MB): make the reportlet PNGs smaller",
+                    args.out, size / 1e6)
+
+
+def _report_index(args) -> None:
+    from pipeline.report.pages import dashboard_context, read_table
+    from pipeline.report.render import render_page
+
+    context = dashboard_context(features=read_table(args.features),
+                                inventory=read_table(args.inventory),
+                                ratings=_ratings(args.ratings), threshold=args.outlier_robust_z,
+                                study=args.study)
+    size = render_page("report_index.html.j2", context, args.out)
+    log.info("dashboard: %d sessions, %.2f MB -> %s", len(context["rows"]), size / 1e6, args.out)
+
+
+def _qc_apply_ratings(args) -> None:
+    import pandas as pd
+
+    from pipeline.io import _atomic_write
+    from pipeline.report.ratings import merge_ratings
+
+    table = pd.read_csv(args.features, sep="\t", dtype=str, keep_default_na=False)
+    merged = merge_ratings(table, _ratings(args.ratings))
+    out = Path(args.out or args.features)
+    _atomic_write(out, lambda tmp: merged.to_csv(tmp, sep="\t", index=False, na_rep="n/a"))
+    failed = (merged["qc_excluded_streams"] != "").sum()
+    log.info("%d session(s) with excluded streams -> %s", failed, out)
+
+
+def register(command) -> None:
+    p = command("report-session", _report_session, "self-contained QC page of one session")
+    p.add_argument("--participant", required=True, help="sub-<label>")
+    p.add_argument("--session", required=True, help="session label (no ses-)")
+    p.add_argument("--reportlets", default="[]",
+                   help="JSON list of {modality, step, title, figure, metrics, caption, methods}")
+    p.add_argument("--features", required=True, help="group features.tsv")
+    p.add_argument("--inventory", required=True, help="sessions.tsv")
+    p.add_argument("--ratings", help="qc/ratings.tsv (optional)")
+    p.add_argument("--outlier-robust-z", type=float, default=3.5)
+    p.add_argument("--study", required=True,
+                   help="study identifier; names the browser storage shared by the study's pages")
+    p.add_argument("--out", required=True)
+
+    p = command("report-index", _report_index, "QC dashboard of every session (index.html)")
+    p.add_argument("--features", required=True)
+    p.add_argument("--inventory", required=True)
+    p.add_argument("--ratings")
+    p.add_argument("--outlier-robust-z", type=float, default=3.5)
+    p.add_argument("--study", required=True)
+    p.add_argument("--pages", nargs="*", help="session pages (dependencies only)")
+    p.add_argument("--out", required=True)
+
+    p = command("qc-apply-ratings", _qc_apply_ratings,
+                "add <modality>_rating, qc_status, qc_excluded_streams to features.tsv")
+    p.add_argument("--features", required=True)
+    p.add_argument("--ratings", help="qc/ratings.tsv; without it every session is 'unrated'")
+    p.add_argument("--out", help="output TSV (default: rewrite --features)")

@@ -1,0 +1,179 @@
+"""Anatomy stream: fast tests of the pieces (inputs, transforms, thickness) on
+small synthetic images with known answers."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from pipeline.errors import PipelineInputError
+
+
+def _sphere_phantom(shape=(41, 44, 39), voxel=1.0, wm_radius=9.0, gm_thickness=3.0):
+    """WM ball inside a GM shell of known thickness inside CSF (non-cubic grid)."""
+    affine = np.diag([voxel, voxel, voxel, 1.0])
+    affine[:3, 3] = -voxel * (np.asarray(shape) - 1) / 2
+    ijk = np.indices(shape).reshape(3, -1).T
+    xyz = ijk * voxel + affine[:3, 3]
+    r = np.linalg.norm(xyz, axis=1).reshape(shape)
+    wm = np.clip(wm_radius + 0.5 - r, 0, 1)
+    gm = np.clip(wm_radius + gm_thickness + 0.5 - r, 0, 1) - wm
+    csf = np.clip(1 - wm - gm, 0, 1) * (r < wm_radius + gm_thickness + 6)
+    return affine, r, np.stack([csf, gm, wm], axis=-1).astype(np.float32)
+
+
+def _save(tmp_path, name, data, affine):
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+# --- inputs ---------------------------------------------------------------------
+
+def test_4d_and_nan_t1w_are_named_errors(tmp_path):
+    from pipeline.anat.inputs import load_t1w
+
+    rng = np.random.default_rng(0)
+    four_d = _save(tmp_path, "t1w_4d.nii.gz", rng.random((7, 8, 9, 3)).astype(np.float32), np.eye(4))
+    with pytest.raises(PipelineInputError, match="T1w must be 3D"):
+        load_t1w(four_d)
+    data = rng.random((7, 8, 9)).astype(np.float32)
+    data[3, 4, 5] = np.nan
+    with pytest.raises(PipelineInputError, match="NaN"):
+        load_t1w(_save(tmp_path, "t1w_nan.nii.gz", data, np.eye(4)))
+
+
+def test_lpi_t1w_loads_as_the_same_ras_image(tmp_path):
+    from pipeline.anat.inputs import load_t1w
+
+    rng = np.random.default_rng(1)
+    ras = rng.random((7, 8, 9)).astype(np.float32) + 1
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-6, -7, -8]
+    flip = np.diag([-1.0, 1.0, -1.0, 1.0])
+    flip[:3, 3] = [6, 0, 8]  # LPI: x and z axes reversed, same world grid
+    lpi_affine = affine @ flip
+    lpi = ras[::-1, :, ::-1]
+    a = load_t1w(_save(tmp_path, "ras.nii.gz", ras, affine))
+    b = load_t1w(_save(tmp_path, "lpi.nii.gz", np.ascontiguousarray(lpi), lpi_affine))
+    assert nib.aff2axcodes(b.affine) == ("R", "A", "S")
+    np.testing.assert_allclose(b.affine, a.affine)
+    np.testing.assert_array_equal(b.get_fdata(), a.get_fdata())
+
+
+def test_lesion_mask_on_another_grid_is_resampled_or_named_error(tmp_path):
+    from pipeline.anat.inputs import load_on_grid
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    ref = nib.Nifti1Image(np.zeros((20, 22, 18), np.float32), affine)
+    lesion = np.zeros((20, 22, 18), np.uint8)
+    lesion[8:12, 9:14, 6:10] = 1
+    # the same mask on a cropped grid of another shape (affine shifted accordingly)
+    crop_affine = affine.copy()
+    crop_affine[:3, 3] = affine[:3, :3] @ [5, 5, 3]
+    cropped = _save(tmp_path, "crop.nii.gz", lesion[5:15, 5:17, 3:13], crop_affine)
+    out = load_on_grid(cropped, ref, what="lesion mask")
+    assert out.shape == ref.shape
+    np.testing.assert_array_equal(np.asarray(out.dataobj), lesion)
+    far = crop_affine.copy()
+    far[:3, 3] += 500.0
+    with pytest.raises(PipelineInputError, match="does not overlap"):
+        load_on_grid(_save(tmp_path, "far.nii.gz", lesion[5:15, 5:17, 3:13], far), ref,
+                     what="lesion mask")
+    with pytest.raises(PipelineInputError, match="must be 3D"):
+        load_on_grid(_save(tmp_path, "m4d.nii.gz", np.stack([lesion, lesion], -1), affine), ref,
+                     what="lesion mask")
+
+
+def test_bad_lesion_side_json_is_named_error(tmp_path):
+    from pipeline.anat.inputs import lesion_side
+
+    path = tmp_path / "side.json"
+    path.write_text('{"lesion_side": "up"}')
+    with pytest.raises(PipelineInputError, match="lesion_side"):
+        lesion_side(path)
+    path.write_text('{"lesion_side": "right", "source": "baseline"}')
+    assert lesion_side(path) == "right"
+
+
+# --- transforms -----------------------------------------------------------------
+
+def test_composed_h5_equals_the_transform_chain(tmp_path):
+    import ants
+
+    from pipeline.anat.xfm import compose_to_h5, linear_matrix, write_inverse_linear
+    from pipeline.antsio import to_ants
+
+    _, r, probs = _sphere_phantom(shape=(21, 24, 19), voxel=2.0)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    img = to_ants(nib.Nifti1Image(probs[..., 2] + 0.5 * probs[..., 1], affine))
+    rigid = ants.create_ants_transform(transform_type="Euler3DTransform", dimension=3)
+    rigid.set_parameters([0.1, -0.05, 0.08, 3.0, -2.0, 1.5])
+    ants.write_transform(rigid, str(tmp_path / "rigid.mat"))
+    inverse = write_inverse_linear(tmp_path / "rigid.mat", tmp_path / "inverse.mat")
+    m, t = linear_matrix(tmp_path / "rigid.mat")
+    mi, ti = linear_matrix(inverse)
+    np.testing.assert_allclose(mi @ m, np.eye(3), atol=1e-5)
+    np.testing.assert_allclose(mi @ t + ti, 0, atol=1e-4)
+    compose_to_h5(img, [str(tmp_path / "rigid.mat"), inverse, str(tmp_path / "rigid.mat")],
+                  tmp_path / "chain.h5")
+    direct = ants.apply_transforms(fixed=img, moving=img, transformlist=[str(tmp_path / "rigid.mat")])
+    chained = ants.apply_transforms(fixed=img, moving=img, transformlist=[str(tmp_path / "chain.h5")])
+    inside = direct.numpy() > 0.05
+    assert np.abs(direct.numpy() - chained.numpy())[inside].mean() < 0.01
+
+
+# --- thickness ------------------------------------------------------------------
+
+def test_direct_thickness_of_shells_with_a_lesion():
+    """Two GM shells 2.5 and 4 mm thick: DiReCT must rank them and measure the
+    1.5 mm difference; lesion voxels and non-GM voxels get no thickness."""
+    from pipeline.anat.thickness import cortical_thickness
+
+    medians = {}
+    for truth in (2.5, 4.0):
+        affine, r, probs = _sphere_phantom(gm_thickness=truth)
+        labels = np.where(probs.sum(-1) > 0.5, 1 + np.argmax(probs, -1), 0).astype(np.uint8)
+        lesion = (r < 14) & (np.indices(r.shape)[0] > 30)  # a wedge of WM and GM on one side
+        labels[lesion] = 4
+        probs[lesion] = 0
+        thick = cortical_thickness(nib.Nifti1Image(labels, affine), nib.Nifti1Image(probs, affine),
+                                   iterations=45).get_fdata()
+        assert not thick[lesion].any()
+        assert not thick[labels != 2].any()
+        far = (labels == 2) & (np.indices(r.shape)[0] < 15)
+        medians[truth] = float(np.median(thick[far]))
+        # DiReCT with ANTs' default step underestimates a thin synthetic shell (~25 %)
+        assert 0.6 * truth < medians[truth] < truth + 0.3, medians
+    assert abs((medians[4.0] - medians[2.5]) - 1.5) < 0.6, medians
+
+
+def test_regional_thickness_and_sides():
+    from pipeline.anat.thickness import lesion_side_from_labels, regional_thickness
+    from pipeline.templates import ATLAS_REGION_LABELS
+
+    shape, affine = (12, 10, 8), np.eye(4)
+    dseg = np.full(shape, 2, np.uint8)
+    dk = np.zeros(shape, np.int16)
+    dk[:6] = 1024  # ctx-lh-precentral
+    dk[6:] = 2024  # ctx-rh-precentral
+    thick = np.where(np.arange(12)[:, None, None] < 6, 2.0, 3.0) * np.ones(shape)
+    atlas = np.zeros(shape, np.uint8)
+    inv = {v: k for k, v in ATLAS_REGION_LABELS.items()}
+    atlas[:3] = inv["m1_left"]
+    atlas[9:] = inv["m1_right"]
+    thick[:3] = 1.5
+    imgs = [nib.Nifti1Image(a, affine) for a in (thick.astype(np.float32), dseg, atlas, dk)]
+    metrics, table = regional_thickness(*imgs, lesion_side="right")
+    assert metrics["thickness_m1_ipsilesional_mm"] == pytest.approx(3.0)
+    assert metrics["thickness_m1_contralesional_mm"] == pytest.approx(1.5)
+    assert metrics["thickness_hemisphere_ipsilesional_mm"] == pytest.approx(3.0)
+    assert metrics["thickness_hemisphere_contralesional_mm"] == pytest.approx(1.75)
+    assert set(table["side"]) == {"ipsilesional", "contralesional"}
+    nan_metrics, _ = regional_thickness(*imgs, lesion_side="none")
+    assert np.isnan(nan_metrics["thickness_m1_ipsilesional_mm"])
+    assert lesion_side_from_labels(imgs[1], imgs[3]) == "none"
+    with_lesion = dseg.copy()
+    with_lesion[8:10, 4:6, 3:5] = 4
+    assert lesion_side_from_labels(nib.Nifti1Image(with_lesion, affine), imgs[3]) == "right"

@@ -1,0 +1,141 @@
+"""DWI stream on phantoms with known tensors: rotation invariance, b-vector
+rotation and motion correction, outliers, and the preprocessing chain."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from pipeline.dwi.gradients import load_dwi
+from pipeline.dwi.preprocess import motion_correct
+from pipeline.dwi.stream import PreprocOptions, preprocess
+from pipeline.dwi.tensor import fit_tensor, outlier_slices
+from pipeline.simulate.dwi import bvecs_fsl_convention, simulate_dwi
+from pipeline.simulate.space import SessionMap, random_subject_warp, rigid_matrix
+
+STILL = {"snr_b0": np.inf, "max_translation_mm": 0.0, "max_rotation_deg": 0.0, "eddy_mm": 0.0,
+         "pose_translation_mm": 0.0, "pose_rotation_deg": 0.0}
+POSE = ((1.0, -2.0, 0.5), (2.0, -1.0, 3.0))
+TURN = (20.0, -15.0, 25.0)  # degrees: the "rotated acquisition"
+
+
+@pytest.fixture(scope="module")
+def warp():
+    return random_subject_warp(np.random.default_rng(0))
+
+
+def _simulate(layers, warp, angles=POSE[1], seed=1, **options):
+    session = SessionMap(warp, rigid_matrix(POSE[0], angles))
+    kwargs = {"lesion": None, "lesion_stage": None, "lesion_side": "left", "voxel_mm": 4.0,
+              "n_directions": 20, **STILL, **options}
+    return simulate_dwi(rng=np.random.default_rng(seed), layers=layers, session_map=session,
+                        **kwargs)
+
+
+def _write_bids(result, folder, name="sub-01_dwi"):
+    """Write as BIDS does: int16-free float image, FSL-convention .bvec."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.nii.gz"
+    nib.save(result.image, path)
+    np.savetxt(folder / f"{name}.bval", result.bvals[None], fmt="%g")
+    np.savetxt(folder / f"{name}.bvec", bvecs_fsl_convention(result.bvecs, result.image.affine),
+               fmt="%.6f")
+    return path, folder / f"{name}.bval", folder / f"{name}.bvec"
+
+
+def _angles_deg(a, b):
+    return np.degrees(np.arccos(np.clip(np.abs((a * b).sum(-1)), 0, 1)))
+
+
+def _fit_and_compare(result, bvecs_voxel):
+    data = result.image.get_fdata(dtype=np.float32)
+    fa_truth = result.truth_maps["fa"].get_fdata()
+    mask = fa_truth > 0.4
+    maps = fit_tensor(data, result.bvals, bvecs_voxel, data[..., 0] > 0)
+    v1_truth = result.truth_maps["v1"].get_fdata()
+    cst = {s: result.truth_maps[f"cst_{s}"].get_fdata() > 0 for s in ("ipsilesional",
+                                                                        "contralesional")}
+    return {"fa_error": float(np.abs(maps.fa[mask] - fa_truth[mask]).mean()),
+            "angle": float(np.median(_angles_deg(maps.v1[mask], v1_truth[mask]))),
+            "fa_cst": {s: float(maps.fa[m].mean()) for s, m in cst.items()}}
+
+
+def test_rotated_acquisition_gives_the_same_fa_and_directions(layers, warp, tmp_path):
+    """The same head scanned straight and turned by ~35 degrees; the .bvec files
+    are written in the FSL convention and read back through load_dwi."""
+    out = {}
+    for label, angles in (("straight", POSE[1]), ("turned", TURN)):
+        result = _simulate(layers, warp, angles=angles)
+        loaded = load_dwi(*_write_bids(result, tmp_path / label))
+        out[label] = _fit_and_compare(result, loaded.bvecs)
+        # the file frame is not the voxel frame: reading the .bvec raw breaks the directions
+        raw = np.loadtxt(tmp_path / label / "sub-01_dwi.bvec").T
+        out[f"{label}_raw"] = _fit_and_compare(result, raw)
+    for label in ("straight", "turned"):
+        assert out[label]["fa_error"] < 0.02
+        assert out[label]["angle"] < 5.0
+        assert out[f"{label}_raw"]["angle"] > 10.0
+    for side in ("ipsilesional", "contralesional"):
+        assert abs(out["straight"]["fa_cst"][side] - out["turned"]["fa_cst"][side]) < 0.02
+
+
+def test_motion_correction_rotates_bvecs_and_reduces_fa_error(layers, warp):
+    moving = _simulate(layers, warp, max_translation_mm=2.0, max_rotation_deg=4.0, eddy_mm=1.0,
+                       snr_b0=60.0, seed=3)
+    data = moving.image.get_fdata(dtype=np.float32)
+    affine, bvals, bvecs = moving.image.affine, moving.bvals, moving.bvecs.T
+    fa_truth = moving.truth_maps["fa"].get_fdata()
+    v1_truth = moving.truth_maps["v1"].get_fdata()
+    wm = fa_truth > 0.4
+    head = data[..., 0] > 0.1 * data[..., 0].max()
+
+    def errors(series, vectors):
+        maps = fit_tensor(series, bvals, vectors, head)
+        return (float(np.abs(maps.fa[wm] - fa_truth[wm]).mean()),
+                float(np.median(_angles_deg(maps.v1[wm], v1_truth[wm]))))
+
+    fa_raw, angle_raw = errors(data, bvecs)
+    res = motion_correct(data, affine, bvals, bvecs, shrink=(2, 1), iterations=(60, 30),
+                         sigmas=(1.0, 0.5))
+    fa_mc, angle_mc = errors(res.data, res.bvecs)
+    fa_unrotated, angle_unrotated = errors(res.data, bvecs)
+    report = dict(fa_raw=fa_raw, fa_mc=fa_mc, fa_unrotated=fa_unrotated, angle_raw=angle_raw,
+                  angle_mc=angle_mc, angle_unrotated=angle_unrotated)
+    # the registration recovers the simulated head rotations (degrees)
+    assert np.abs(res.parameters[:, 3:] - moving.motion[:, 3:]).max() < 1.0
+    # measured at 4 mm: FA error 0.079 -> 0.064 (the phantom's own linear resampling
+    # of each moved volume blurs it irreversibly, which sets the floor)
+    assert fa_mc < 0.9 * fa_raw, report
+    assert angle_mc < angle_raw and angle_mc < angle_unrotated + 0.1 and angle_mc < 5.0, report
+
+
+def test_outlier_slices_flag_a_dropout(layers, warp):
+    result = _simulate(layers, warp, snr_b0=40.0)
+    data = result.image.get_fdata(dtype=np.float32)
+    dropped_volume, dropped_slice = 7, 20
+    assert result.bvals[dropped_volume] > 0
+    data[:, :, dropped_slice, dropped_volume] *= 0.4
+    mask = result.truth_maps["fa"].get_fdata() > 0
+    maps = fit_tensor(data, result.bvals, result.bvecs.T, mask)
+    flags = outlier_slices(data, maps.predicted, mask, result.bvals)
+    assert flags[dropped_volume, dropped_slice]
+    assert flags.mean() < 0.02  # a few noisy edge slices at most
+
+
+@pytest.mark.slow
+def test_preprocess_chain_on_a_noisy_moving_phantom(layers, warp, tmp_path):
+    """Denoise + Gibbs + motion/eddy + tensor: CST FA close to the truth."""
+    result = _simulate(layers, warp, voxel_mm=3.0, n_directions=30, snr_b0=25.0,
+                       max_translation_mm=1.0, max_rotation_deg=1.0, eddy_mm=0.3, seed=5)
+    dwi = load_dwi(*_write_bids(result, tmp_path))
+    res = preprocess(dwi, PreprocOptions(motion_shrink_factors=(2, 1)))
+    box = np.round(np.linalg.solve(result.image.affine, res.affine[:, 3])[:3]).astype(int)
+    crop = tuple(slice(b, b + s) for b, s in zip(box, res.mask.shape, strict=True))
+    for side in ("ipsilesional", "contralesional"):
+        cst = result.truth_maps[f"cst_{side}"].get_fdata()[crop] > 0
+        assert abs(res.tensor.fa[cst].mean() - result.truth[f"fa_cst_{side}"]) < 0.04
+    assert res.metrics["dwi_motion_max_mm"] < 3.0
+    assert res.metrics["dwi_outlier_volumes"] <= 2
+    assert np.isfinite(res.metrics["dwi_noise_sigma"]) and res.metrics["dwi_noise_sigma"] > 0
+    np.testing.assert_allclose(np.linalg.norm(res.bvecs[~dwi.is_b0], axis=1), 1.0, atol=1e-6)

@@ -1,0 +1,202 @@
+"""Stats inputs: analysis spec, bad input (named errors or stated exclusions), QC ratings, sets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import PipelineInputError
+from pipeline.stats.data import assemble
+from pipeline.stats.models import bh_qvalues
+from pipeline.stats.spec import AnalysisSpec
+from pipeline.stats.synthetic import synthetic_trial
+
+SESSIONS = ("baseline", "m01", "m06")
+
+
+def _inputs(seed=0, n=24):
+    rng = np.random.default_rng(seed)
+    outcomes = {"fa_cst_ipsilesional": dict(baseline_mean=0.5, baseline_sd=0.05, sd=0.02, effect=0.03),
+                "t1w_snr": dict(baseline_mean=20, baseline_sd=2, sd=1, effect=0.0),
+                "nihss_motor": dict(baseline_mean=6.5, baseline_sd=1.8, sd=2, effect=-1.5)}
+    table, participants, allocation, _ = synthetic_trial(rng, n_subjects=n, sessions=SESSIONS,
+                                                         outcomes=outcomes)
+    features = table.drop(columns="nihss_motor").assign(bold_laterality_index=np.nan)
+    dictionary = {
+        "fa_cst_ipsilesional": {"Units": "ratio", "Better": "higher", "Stream": "dwi", "Description": "FA"},
+        "t1w_snr": {"Units": "ratio", "Better": "higher", "Stream": "anat", "Description": "SNR"},
+        "bold_laterality_index": {"Units": "ratio", "Better": "higher", "Stream": "bold",
+                                  "Description": "LI"}}
+    phenotype = table[["participant_id", "session", "nihss_motor"]].dropna()
+    return dict(features=features, dictionary=dictionary, phenotype=phenotype,
+                participants=participants, allocation=allocation)
+
+
+def _spec(**stats):
+    return AnalysisSpec.from_config(stats, sessions=list(SESSIONS), baseline_session="baseline")
+
+
+def test_spec_defaults_and_snakemake_strings():
+    spec = _spec()
+    assert spec.post_visits == ["m01", "m06"] and spec.primary_visit == "m06"
+    assert (spec.treated_arm, spec.control_arm) == ("ADSC", "placebo")
+    assert spec.analysis_sets == {"ITT": None, "mITT": "alive_m06_1w", "PP": "per_protocol"}
+    # what `--config stats='{...}'` produces: every scalar a string
+    spec = _spec(allocation="key.tsv", visits="null", biomarkers="null", random_intercept_model="false",
+                 analysis_sets={"ITT": "null", "PP": "per_protocol"}, arms={"treated": "A", "control": "B"})
+    assert spec.visits == list(SESSIONS) and spec.biomarkers is None
+    assert spec.analysis_sets == {"ITT": None, "PP": "per_protocol"} and not spec.random_intercept_model
+    with pytest.raises(PipelineInputError, match="primary_visit"):
+        _spec(primary_visit="m12")
+    with pytest.raises(PipelineInputError, match="baseline_visit"):
+        _spec(baseline_visit="screening")
+
+
+def test_config_schema_accepts_the_stats_section():
+    from pipeline.config import validate_config
+
+    cfg = validate_config({"bids_dir": "x", "stats": {"allocation": "k.tsv", "arms": {"treated": "A"}}})
+    assert cfg["stats"]["arms"] == {"treated": "A", "control": "placebo"}
+    assert cfg["stats"]["analysis_sets"]["mITT"] == "alive_m06_1w"
+    with pytest.raises(PipelineInputError, match="alocation"):
+        validate_config({"bids_dir": "x", "stats": {"alocation": "k.tsv"}})
+
+
+def test_default_biomarkers_exclude_quality_metrics_and_all_na_is_stated():
+    data = assemble(**_inputs(), spec=_spec())
+    names = [o.name for o in data.outcomes]
+    assert names == ["nihss_motor", "fa_cst_ipsilesional"]  # t1w_snr is an image-quality metric
+    assert any("t1w_snr" in n for n in data.notes)
+    assert {"scope": "outcome", "participant_id": "", "session": "", "outcome": "bold_laterality_index",
+            "analysis_set": "", "reason": "all values are NA (not modelled)"} in data.exclusions
+    assert "arm" not in data.values.columns
+    assert set(data.subjects["arm"]) == {"ADSC", "placebo"}
+
+
+def test_allocation_missing_subject_is_a_named_error():
+    inputs = _inputs()
+    inputs["allocation"] = inputs["allocation"].iloc[1:]
+    with pytest.raises(PipelineInputError, match="key.tsv: allocation key misses 1 subject.*sub-001"):
+        assemble(**inputs, spec=_spec(), paths={"allocation": "key.tsv"})
+
+
+def test_allocation_unknown_arm_is_a_named_error():
+    inputs = _inputs()
+    inputs["allocation"].loc[3, "arm"] = "Placebo "
+    inputs["allocation"].loc[4, "arm"] = "active"
+    with pytest.raises(PipelineInputError, match="unknown arm label.*sub-005='active'"):
+        assemble(**inputs, spec=_spec())
+
+
+def test_duplicate_subject_session_rows_are_named_errors():
+    inputs = _inputs()
+    inputs["features"] = pd.concat([inputs["features"], inputs["features"].iloc[[2]]])
+    with pytest.raises(PipelineInputError, match="features.tsv: duplicate participant_id x session rows: "
+                                                 "sub-001 m06"):
+        assemble(**inputs, spec=_spec())
+    inputs = _inputs()
+    inputs["phenotype"] = pd.concat([inputs["phenotype"], inputs["phenotype"].iloc[[0]]])
+    with pytest.raises(PipelineInputError, match="nihss.tsv: duplicate"):
+        assemble(**inputs, spec=_spec())
+    inputs = _inputs()
+    inputs["allocation"] = pd.concat([inputs["allocation"], inputs["allocation"].iloc[[0]]])
+    with pytest.raises(PipelineInputError, match="duplicate participant_id"):
+        assemble(**inputs, spec=_spec())
+
+
+def test_feature_table_with_arm_and_missing_covariate_column_are_rejected():
+    inputs = _inputs()
+    inputs["features"]["arm"] = "x"
+    with pytest.raises(PipelineInputError, match="must not contain the arm"):
+        assemble(**inputs, spec=_spec())
+    inputs = _inputs()
+    with pytest.raises(PipelineInputError, match=r"participants.tsv: missing column\(s\) \['nihss_bl'\]"):
+        assemble(**inputs, spec=_spec(covariates=["age", "nihss_bl"]))
+
+
+def test_missing_covariate_value_excludes_the_subject_with_reason():
+    inputs = _inputs()
+    inputs["participants"].loc[0, "age"] = np.nan
+    data = assemble(**inputs, spec=_spec())
+    assert "sub-001" not in set(data.subjects["participant_id"])
+    assert any(e["participant_id"] == "sub-001" and "missing covariate" in e["reason"]
+               for e in data.exclusions)
+
+
+def test_qc_fail_removes_that_modality_only_and_latest_rating_wins():
+    inputs = _inputs()
+    ratings = pd.DataFrame([
+        ("sub-002", "m06", "dwi", "fail", "AB", "eddy artefact", "2026-01-01T10:00:00"),
+        ("sub-003", "ses-m01", "dwi", "fail", "AB", "", "2026-01-01T10:00:00"),
+        ("sub-003", "m01", "dwi", "pass", "CD", "re-reviewed", "2026-01-02T10:00:00"),
+        ("sub-004", "m06", "T1w", "fail", "AB", "", "2026-01-01T10:00:00"),
+    ], columns=["participant_id", "session", "modality", "rating", "rater", "comment", "timestamp"])
+    data = assemble(**inputs, spec=_spec(), ratings=ratings)
+    fa = data.values[data.values["outcome"] == "fa_cst_ipsilesional"]
+    assert not ((fa["participant_id"] == "sub-002") & (fa["session"] == "m06")).any()
+    assert ((fa["participant_id"] == "sub-003") & (fa["session"] == "m01")).any()  # pass overrides
+    nihss = data.values[data.values["outcome"] == "nihss_motor"]
+    assert ((nihss["participant_id"] == "sub-002") & (nihss["session"] == "m06")).any()  # clinical kept
+    reasons = [e for e in data.exclusions if e["scope"] == "features"]
+    assert len(reasons) == 2
+    assert "QC rating 'fail' of dwi by AB: eddy artefact" in reasons[0]["reason"]
+    bad = ratings.assign(modality="DWI")
+    with pytest.raises(PipelineInputError, match="unknown modality"):
+        assemble(**inputs, spec=_spec(), ratings=bad)
+
+
+def test_analysis_sets_follow_participants_columns():
+    inputs = _inputs()
+    data = assemble(**inputs, spec=_spec())
+    subjects = data.subjects.set_index("participant_id")
+    parts = inputs["participants"].set_index("participant_id")
+    assert subjects["set_ITT"].all()
+    assert (subjects["set_mITT"] == (parts["alive_m06_1w"] == "yes")).all()
+    assert (subjects["set_PP"] == (parts["per_protocol"] == "yes")).all()
+
+
+def test_bh_qvalues_match_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([0.01, 0.04, 0.03, 0.5, np.nan, 0.002, 0.2])
+    ok = np.isfinite(p)
+    expected = multipletests(p[ok], method="fdr_bh")[1]
+    q = bh_qvalues(p)
+    np.testing.assert_allclose(q[ok], expected)
+    assert np.isnan(q[4])
+
+
+def test_cli_writes_results_report_and_named_error(tmp_path):
+    from pipeline.cli import main
+
+    inputs = _inputs(n=32)
+    paths = {}
+    for name in ("features", "phenotype", "participants", "allocation"):
+        paths[name] = tmp_path / f"{name}.tsv"
+        inputs[name].to_csv(paths[name], sep="\t", index=False, na_rep="n/a")
+    (tmp_path / "features.json").write_text(json.dumps(inputs["dictionary"]))
+    out = tmp_path / "stats"
+    argv = ["stats", "--features", str(paths["features"]), "--dictionary", str(tmp_path / "features.json"),
+            "--participants", str(paths["participants"]), "--phenotype", str(paths["phenotype"]),
+            "--allocation", str(paths["allocation"]), "--sessions", *SESSIONS, "--baseline-session",
+            "baseline", "--stats-config", json.dumps({"allocation": "x"}),
+            "--out-results", str(out / "results.tsv"), "--out-exclusions", str(out / "exclusions.tsv"),
+            "--out-report", str(out / "report.html")]
+    assert main(argv) == 0
+    results = pd.read_csv(out / "results.tsv", sep="\t", na_values="n/a")
+    assert set(results["model"]) == {"mmrm", "random_intercept", "t_test", "mann_whitney"}
+    assert set(results["analysis_set"]) == {"ITT", "mITT", "PP"}
+    mmrm = results[(results["model"] == "mmrm")]
+    assert (mmrm["ci_low"] < mmrm["estimate"]).all() and (mmrm["estimate"] < mmrm["ci_high"]).all()
+    assert results.loc[results["outcome_type"] == "imaging", "q"].notna().all()
+    assert results.loc[results["outcome_type"] == "primary", "q"].isna().all()
+    html = (out / "report.html").read_text()
+    assert "nihss_motor" in html and "bold_laterality_index" in html and "all values are NA" in html
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+    assert json.loads((out / "results.json").read_text())["Arms"] == {"treated": "ADSC",
+                                                                     "control": "placebo"}
+    inputs["allocation"].iloc[:-1].to_csv(paths["allocation"], sep="\t", index=False)
+    assert main(argv) == 2
