@@ -14,6 +14,7 @@ from scipy import ndimage
 from pipeline import templates
 from pipeline.anat.register import to_t1w
 from pipeline.antsio import from_ants, to_ants
+from pipeline.qc.iqm import largest_component
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,6 @@ class SegmentationResult:
     dseg: nib.Nifti1Image
     probseg: nib.Nifti1Image
     metrics: dict
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n <= 1:
-        return mask
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
-    return labels == (1 + int(np.argmax(sizes)))
 
 
 def tissue_priors_t1w(reference: nib.Nifti1Image, mni_to_t1w: str) -> list[np.ndarray]:
@@ -119,7 +112,7 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
 
     voxel_ml = float(abs(np.linalg.det(t1w_preproc.affine[:3, :3]))) / 1000.0
     warped = to_t1w(templates.fsl_mni152_brain_mask(), t1w_preproc, mni_to_t1w)
-    brain = ndimage.binary_fill_holes(_largest_component(warped.get_fdata() > 0.5))
+    brain = ndimage.binary_fill_holes(largest_component(warped.get_fdata() > 0.5))
     les = np.zeros(brain.shape, bool) if lesion is None else np.asarray(lesion.dataobj) > 0
     les &= brain
     seg_mask = brain & ~les

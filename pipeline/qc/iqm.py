@@ -30,15 +30,20 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centers[int(np.argmax(between))])
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 6-connected component of a boolean mask (the mask itself if it has one)."""
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
+    return labels == (1 + int(np.argmax(sizes)))
+
+
 def head_mask(data: np.ndarray) -> np.ndarray:
     """Head (foreground) of a structural image: Otsu on a smoothed copy, holes filled."""
     smooth = ndimage.gaussian_filter(data.astype(np.float32), 1.0)
     mask = smooth > otsu_threshold(smooth[smooth > 0] if (smooth > 0).any() else smooth)
-    mask = ndimage.binary_closing(mask, iterations=2)
-    labels, n = ndimage.label(mask)
-    if n > 1:
-        sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
-        mask = labels == (1 + int(np.argmax(sizes)))
+    mask = largest_component(ndimage.binary_closing(mask, iterations=2))
     return ndimage.binary_fill_holes(mask)
 
 

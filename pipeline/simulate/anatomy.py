@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from pipeline.qc.iqm import largest_component
 from pipeline.simulate.layers import ATLAS_THRESHOLD, TemplateLayers
 from pipeline.simulate.space import SessionMap, apply_affine, grid_for_fov, pull
 
@@ -107,14 +108,6 @@ def _top_voxels(values: np.ndarray, eligible: np.ndarray, count: int) -> np.ndar
     order = np.argpartition(values.ravel()[idx], -count)[-count:]
     mask.ravel()[idx[order]] = True
     return mask
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n <= 1:
-        return mask
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
-    return labels == (1 + int(np.argmax(sizes)))
 
 
 def thin_cortex(gm: np.ndarray, csf: np.ndarray, wm: np.ndarray, region: np.ndarray,
@@ -228,7 +221,7 @@ def simulate_structural(
         target = lesion_plan.volume_ml
         if lesion_stage == "chronic":
             target *= lesion_plan.chronic_fraction
-        lesion = _largest_component(_top_voxels(values, tissue, int(round(target / voxel_ml))))
+        lesion = largest_component(_top_voxels(values, tissue, int(round(target / voxel_ml))))
         if lesion_stage == "chronic":
             # cavitated core: the inner 40 % of the chronic lesion
             core = lesion & _top_voxels(values, lesion, int(0.4 * lesion.sum()))
