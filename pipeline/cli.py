@@ -75,16 +75,6 @@ def _cmd_dwi_qc(args) -> None:
     write_json(args.out_metrics, dwi_metrics(img, bvals, bvecs))
 
 
-def _cmd_bold_qc(args) -> None:
-    from pipeline import validate
-    from pipeline.io import write_json
-    from pipeline.qc.modality import bold_metrics
-
-    img = validate.load_data(args.bold, ndim=(4,), what="BOLD")
-    validate.read_events(args.events)
-    write_json(args.out_metrics, bold_metrics(img, args.tr))
-
-
 def _cmd_session_features(args) -> None:
     import pandas as pd
 
@@ -179,11 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("dwi-qc", _cmd_dwi_qc, "DWI checks and image-quality metrics")
     for opt in ("--dwi", "--bval", "--bvec", "--out-metrics"):
         p.add_argument(opt, required=True)
-
-    p = command("bold-qc", _cmd_bold_qc, "BOLD checks and image-quality metrics")
-    for opt in ("--bold", "--events", "--out-metrics"):
-        p.add_argument(opt, required=True)
-    p.add_argument("--tr", type=float, required=True, help="repetition time (s)")
 
     p = command("session-features", _cmd_session_features, "one session's feature row")
     p.add_argument("--participant", required=True)

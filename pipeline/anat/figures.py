@@ -11,11 +11,9 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from pipeline.qc.figures import canonical, display_range, orthogonal_slices, save  # noqa: E402
+
 TISSUE_COLORS = {1: "#0a84ff", 2: "#34c759", 3: "#ffcc00", 4: "#ff3b30"}
-
-
-def _canonical(img: nib.Nifti1Image) -> np.ndarray:
-    return np.asarray(nib.as_closest_canonical(img).dataobj, dtype=np.float32)
 
 
 def overlay_mosaic(background: nib.Nifti1Image, overlay: nib.Nifti1Image, path, *,
@@ -31,12 +29,11 @@ def overlay_mosaic(background: nib.Nifti1Image, overlay: nib.Nifti1Image, path, 
         ``{value: (name, colour)}`` for a label image (legend); None draws a
         continuous map (``vmin``..``vmax``, with a colour bar).
     """
-    bg = _canonical(background)
-    ov = _canonical(overlay)
-    lo, hi = np.percentile(bg[bg > 0], [1, 99.5]) if (bg > 0).any() else (0, 1)
+    bg = canonical(background)
+    ov = canonical(overlay)
+    lo, hi = display_range(bg)
     fig, axes = plt.subplots(3, n_slices, figsize=(2.0 * n_slices, 6.6), facecolor="black")
     extent = np.argwhere(ov > 0) if (ov > 0).any() else np.argwhere(bg > lo)
-    start, stop = extent.min(axis=0), extent.max(axis=0)
     if labels:
         values = sorted(labels)
         cmap = ListedColormap([labels[v][1] for v in values])
@@ -44,28 +41,17 @@ def overlay_mosaic(background: nib.Nifti1Image, overlay: nib.Nifti1Image, path, 
     else:
         cmap, norm = plt.get_cmap("inferno"), dict(vmin=vmin, vmax=vmax)
     image = None
-    for row, axis in enumerate((2, 1, 0)):
-        positions = np.linspace(start[axis], stop[axis], n_slices + 2)[1:-1].astype(int)
-        for col, pos in enumerate(positions):
-            ax = axes[row, col]
-            sl = [slice(None)] * 3
-            sl[axis] = pos
-            ax.imshow(np.rot90(bg[tuple(sl)]), cmap="gray", vmin=lo, vmax=hi,
-                      interpolation="nearest")
-            plane = np.rot90(ov[tuple(sl)])
-            image = ax.imshow(np.ma.masked_where(plane <= 0, plane), cmap=cmap, alpha=0.6,
-                              interpolation="nearest", **norm)
-            ax.set_axis_off()
+    for ax, index in orthogonal_slices(axes, extent.min(axis=0), extent.max(axis=0), n_slices):
+        ax.imshow(np.rot90(bg[index]), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        plane = np.rot90(ov[index])
+        image = ax.imshow(np.ma.masked_where(plane <= 0, plane), cmap=cmap, alpha=0.6,
+                          interpolation="nearest", **norm)
+    handles = []
     if labels:
         handles = [plt.Line2D([], [], color=c, lw=6, label=n) for n, c in labels.values()]
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
-                   labelcolor="white")
     elif image is not None:
         bar = fig.colorbar(image, cax=fig.add_axes([0.3, 0.035, 0.4, 0.018]),
                            orientation="horizontal")
         bar.set_label(colorbar_label, color="white")
         bar.ax.tick_params(colors="white")
-    fig.suptitle(f"{title}  (R = subject's right on the right)", color="white", fontsize=10)
-    fig.subplots_adjust(left=0, right=1, top=0.94, bottom=0.12, wspace=0.02, hspace=0.02)
-    fig.savefig(path, dpi=72, facecolor="black")
-    plt.close(fig)
+    save(fig, path, title=title, handles=handles, top=0.94, bottom=0.12)

@@ -6,15 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+
+from pipeline.qc.figures import canonical, display_range, save  # noqa: E402
 
 COLORS = {"lesion": "#ff3b30", "manual": "#ffcc00", "cst ipsilesional": "#0a84ff",
           "cst contralesional": "#34c759"}
-
-
-def _canonical(img: nib.Nifti1Image) -> np.ndarray:
-    return np.asarray(nib.as_closest_canonical(img).dataobj, dtype=np.float32)
 
 
 def _positions(mask: np.ndarray, fallback: np.ndarray, axis: int, n: int) -> np.ndarray:
@@ -55,8 +52,8 @@ def lesion_mosaic(rows: dict, contours: dict, path, *, n_slices: int = 7, title:
     focus : str or None
         Contour whose extent chooses the slices (default: the first one).
     """
-    backgrounds = {k: _canonical(v) for k, v in rows.items()}
-    masks = {k: _canonical(v) > 0.5 for k, v in contours.items()}
+    backgrounds = {k: canonical(v) for k, v in rows.items()}
+    masks = {k: canonical(v) > 0.5 for k, v in contours.items()}
     first = next(iter(backgrounds.values()))
     brain = first > np.percentile(first[first > 0], 30) if (first > 0).any() else first >= 0
     target = masks[focus] if focus else (next(iter(masks.values())) if masks else brain)
@@ -65,16 +62,10 @@ def lesion_mosaic(rows: dict, contours: dict, path, *, n_slices: int = 7, title:
                              facecolor="black", squeeze=False)
     for r, (label, axis) in enumerate(layout):
         data = backgrounds[label]
-        lo, hi = np.percentile(data[data > 0], [1, 99.5]) if (data > 0).any() else (0, 1)
+        lo, hi = display_range(data)
         for c, pos in enumerate(_positions(target, brain, axis, n_slices)):
             _panel(axes[r, c], data, masks, axis, int(pos), lo, hi)
         axes[r, 0].text(0.02, 0.95, f"{label} {'axial' if axis == 2 else 'coronal'}",
                         color="white", fontsize=8, transform=axes[r, 0].transAxes, va="top")
     handles = [plt.Line2D([], [], color=COLORS.get(k, "#ff3b30"), label=k) for k in masks]
-    if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
-                   labelcolor="white")
-    fig.suptitle(f"{title}  (R = subject's right on the right)", color="white", fontsize=10)
-    fig.subplots_adjust(left=0, right=1, top=0.93, bottom=0.06, wspace=0.02, hspace=0.02)
-    fig.savefig(path, dpi=72, facecolor="black")
-    plt.close(fig)
+    save(fig, path, title=title, handles=handles, top=0.93, bottom=0.06)

@@ -43,20 +43,3 @@ def dwi_metrics(dwi: nib.Nifti1Image, bvals: np.ndarray, bvecs: np.ndarray) -> d
         "dwi_voxel_mm": float(np.mean(dwi.header.get_zooms()[:3])),
         "dwi_b0_snr": iqm.snr(b0, inner, head),
     }
-
-
-def bold_metrics(bold: nib.Nifti1Image, tr_s: float) -> dict:
-    """Acquisition summary, tSNR and DVARS of a BOLD run (before motion correction)."""
-    data = bold.get_fdata(dtype=np.float32)
-    mean = data.mean(axis=-1)
-    mask = iqm.head_mask(mean)
-    mask = ndimage.binary_erosion(mask, iterations=1)
-    tsnr = iqm.temporal_snr(data, mask)
-    dvars = iqm.dvars_percent(data, mask)
-    return {
-        "bold_n_volumes": int(data.shape[3]),
-        "bold_tr_s": float(tr_s),
-        "bold_voxel_mm": float(np.mean(bold.header.get_zooms()[:3])),
-        "bold_tsnr_median": float(np.median(tsnr)),
-        "bold_dvars_mean_percent": float(dvars.mean()),
-    }
