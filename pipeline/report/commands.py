@@ -31,7 +31,7 @@ def _report_session(args) -> None:
     context = session_context(
         participant, args.session, reportlets=reportlets, features=read_table(args.features),
         inventory=read_table(args.inventory), ratings=_ratings(args.ratings),
-        threshold=args.outlier_robust_z, study=args.study)
+        threshold=args.outlier_robust_z, min_sessions=args.outlier_min_sessions, study=args.study)
     size = render_page("report_session.html.j2", context, args.out)
     log.info("%s ses-%s: %d reportlet(s), %.2f MB -> %s", participant, args.session,
              len(reportlets), size / 1e6, args.out)
@@ -47,6 +47,7 @@ def _report_index(args) -> None:
     context = dashboard_context(features=read_table(args.features),
                                 inventory=read_table(args.inventory),
                                 ratings=_ratings(args.ratings), threshold=args.outlier_robust_z,
+                                min_sessions=args.outlier_min_sessions,
                                 study=args.study)
     size = render_page("report_index.html.j2", context, args.out)
     log.info("dashboard: %d sessions, %.2f MB -> %s", len(context["rows"]), size / 1e6, args.out)
@@ -76,6 +77,8 @@ def register(command) -> None:
     p.add_argument("--inventory", required=True, help="sessions.tsv")
     p.add_argument("--ratings", help="qc/ratings.tsv (optional)")
     p.add_argument("--outlier-robust-z", type=float, default=3.5)
+    p.add_argument("--outlier-min-sessions", type=int, default=10,
+                   help="flag outliers only in a group of at least this many sessions")
     p.add_argument("--study", required=True,
                    help="study identifier; names the browser storage shared by the study's pages")
     p.add_argument("--out", required=True)
@@ -85,6 +88,8 @@ def register(command) -> None:
     p.add_argument("--inventory", required=True)
     p.add_argument("--ratings")
     p.add_argument("--outlier-robust-z", type=float, default=3.5)
+    p.add_argument("--outlier-min-sessions", type=int, default=10,
+                   help="flag outliers only in a group of at least this many sessions")
     p.add_argument("--study", required=True)
     p.add_argument("--pages", nargs="*", help="session pages (dependencies only)")
     p.add_argument("--out", required=True)

@@ -9,6 +9,9 @@ from pipeline.features import dictionary
 
 MAD_TO_SD = 1.4826  # MAD of a normal distribution times this = its SD
 MIN_GROUP = 3  # fewer finite values: no robust z
+# Fewer sessions than this: robust z is shown but nothing is flagged (the MAD of a
+# handful of values is too unstable to call anything an outlier).
+MIN_SESSIONS_TO_FLAG = 10
 
 
 def robust_z(values) -> np.ndarray:
@@ -63,7 +66,8 @@ def modality_of(column: str) -> str | None:
     return None if entry is None else dictionary.STREAM_MODALITY.get(entry["Stream"])
 
 
-def group_summary(table: pd.DataFrame, columns: list[str], *, threshold: float) -> dict:
+def group_summary(table: pd.DataFrame, columns: list[str], *, threshold: float,
+                  min_sessions: int = MIN_SESSIONS_TO_FLAG) -> dict:
     """Median, robust z and outlier flags of each column over the group.
 
     Parameters
@@ -73,7 +77,9 @@ def group_summary(table: pd.DataFrame, columns: list[str], *, threshold: float) 
     columns : list of str
         Numeric columns to summarise.
     threshold : float
-        A value is an outlier when |robust z| > threshold.
+        A value is an outlier when |robust z| > threshold ...
+    min_sessions : int
+        ... and the metric has at least this many finite values.
 
     Returns
     -------
@@ -90,6 +96,6 @@ def group_summary(table: pd.DataFrame, columns: list[str], *, threshold: float) 
             "median": float(np.median(values[finite])) if finite.any() else float("nan"),
             "n": int(finite.sum()),
             "z": z,
-            "outlier": np.abs(np.nan_to_num(z, nan=0.0)) > threshold,
+            "outlier": (np.abs(np.nan_to_num(z, nan=0.0)) > threshold) & (finite.sum() >= min_sessions),
         }
     return out

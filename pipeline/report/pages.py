@@ -75,7 +75,8 @@ def _recorded(ratings: pd.DataFrame | None, participant_id: str, session: str) -
 
 def session_context(participant_id: str, session: str, *, reportlets: list[dict],
                     features: pd.DataFrame, inventory: pd.DataFrame,
-                    ratings: pd.DataFrame | None, threshold: float, study: str) -> dict:
+                    ratings: pd.DataFrame | None, threshold: float, study: str,
+                    min_sessions: int = group.MIN_SESSIONS_TO_FLAG) -> dict:
     """Everything the session template shows.
 
     Parameters
@@ -91,12 +92,14 @@ def session_context(participant_id: str, session: str, *, reportlets: list[dict]
         :func:`pipeline.report.ratings.read_ratings` output.
     threshold : float
         |robust z| above which a value is flagged.
+    min_sessions : int
+        Nothing is flagged in a group of fewer sessions.
     study : str
         Identifies the study (output folder) in browser storage keys.
     """
     index = _session_index(features, participant_id, session)
     columns = group.metric_columns(features)
-    summary = group.group_summary(features, columns, threshold=threshold)
+    summary = group.group_summary(features, columns, threshold=threshold, min_sessions=min_sessions)
     inv = inventory[(inventory.participant_id.astype(str) == participant_id)
                     & (inventory.session.astype(str) == session)]
     inv_row = inv.iloc[0].to_dict() if len(inv) else {}
@@ -149,7 +152,8 @@ def session_context(participant_id: str, session: str, *, reportlets: list[dict]
         "participant_id": participant_id, "session": session,
         "status": _text(inv_row.get("status")) or "unknown",
         "problems": [p for p in _text(inv_row.get("problems")).split(" | ") if p],
-        "sections": sections, "threshold": threshold, "neighbour": neighbour,
+        "sections": sections, "threshold": threshold, "min_sessions": min_sessions,
+        "n_sessions": len(features), "neighbour": neighbour,
         "excluded_streams": excluded_streams(failed),
         "page_data": {"page": "session", "storage_prefix": storage_prefix(study),
                       "participant_id": participant_id, "session": session,
@@ -180,10 +184,11 @@ def _href(participant_id: str, session: str) -> str:
 
 
 def dashboard_context(*, features: pd.DataFrame, inventory: pd.DataFrame,
-                      ratings: pd.DataFrame | None, threshold: float, study: str) -> dict:
+                      ratings: pd.DataFrame | None, threshold: float, study: str,
+                      min_sessions: int = group.MIN_SESSIONS_TO_FLAG) -> dict:
     """Everything the dashboard template shows (sessions x metrics, outliers, links)."""
     columns = group.metric_columns(features)
-    summary = group.group_summary(features, columns, threshold=threshold)
+    summary = group.group_summary(features, columns, threshold=threshold, min_sessions=min_sessions)
     mods = {c: group.modality_of(c) for c in columns}
     header = [{"name": c, "modality": mods[c],
                "units": dictionary.FEATURES[c]["Units"],
@@ -218,6 +223,7 @@ def dashboard_context(*, features: pd.DataFrame, inventory: pd.DataFrame,
             or any(m in r["modalities"] for r in rows)]
     return {
         "header": header, "rows": rows, "threshold": threshold, "modalities": used,
+        "min_sessions": min_sessions,
         "modality_labels": MODALITY_LABELS, "rating_column": rating_column,
         "n_outlier_sessions": sum(r["n_outliers"] > 0 for r in rows),
         "ratings_given": ratings is not None,

@@ -32,6 +32,19 @@ def test_robust_z_known_values():
     assert flat[0] == 0 and np.isinf(flat[3])
 
 
+def test_outliers_flagged_only_in_a_large_enough_group():
+    import pandas as pd
+
+    from pipeline.report.group import group_summary
+
+    rng = np.random.default_rng(0)
+    values = np.r_[rng.normal(30.0, 1.0, 11), 60.0]               # one planted outlier
+    big = group_summary(pd.DataFrame({"t1w_snr": values}), ["t1w_snr"], threshold=3.5)
+    assert big["t1w_snr"]["outlier"].tolist() == [False] * 11 + [True]
+    small = group_summary(pd.DataFrame({"t1w_snr": values[-4:]}), ["t1w_snr"], threshold=3.5)
+    assert np.isfinite(small["t1w_snr"]["z"]).all() and not small["t1w_snr"]["outlier"].any()
+
+
 def test_read_ratings_keeps_latest_and_checks_values(tmp_path):
     path = _ratings(tmp_path / "r.tsv", [
         ["sub-01", "baseline", "dwi", "fail", "A", "motion", "2025-03-01T10:00:00Z"],

@@ -31,6 +31,7 @@ rule report_session:
         reportlets=lambda wildcards: json.dumps(session_reportlets(wildcards)),
         ratings=lambda wildcards, input: f"--ratings {input.ratings}" if input.ratings else "",
         outlier_robust_z=config["qc"]["outlier_robust_z"],
+        outlier_min_sessions=config["qc"]["outlier_min_sessions"],
         study=QC_STUDY_ID,
     container:
         CONTAINER
@@ -45,7 +46,8 @@ rule report_session:
         "resstore report-session --participant sub-{wildcards.subject}"
         " --session {wildcards.session} --reportlets {params.reportlets:q}"
         " --features {input.features} --inventory {input.inventory} {params.ratings}"
-        " --outlier-robust-z {params.outlier_robust_z} --study {params.study}"
+        " --outlier-robust-z {params.outlier_robust_z}"
+        " --outlier-min-sessions {params.outlier_min_sessions} --study {params.study}"
         " --out {output} --log {log}"
 
 
@@ -60,6 +62,7 @@ rule report_index:
     params:
         ratings=lambda wildcards, input: f"--ratings {input.ratings}" if input.ratings else "",
         outlier_robust_z=config["qc"]["outlier_robust_z"],
+        outlier_min_sessions=config["qc"]["outlier_min_sessions"],
         study=QC_STUDY_ID,
     container:
         CONTAINER
@@ -73,4 +76,5 @@ rule report_index:
     shell:
         "resstore report-index --features {input.features} --inventory {input.inventory}"
         " {params.ratings} --outlier-robust-z {params.outlier_robust_z}"
+        " --outlier-min-sessions {params.outlier_min_sessions}"
         " --study {params.study} --out {output} --log {log}"
