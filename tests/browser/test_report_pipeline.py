@@ -33,6 +33,9 @@ def runs(tiny_trial, tmp_path_factory):
         ["sub-002", "m06", "T1w", "pass", "Reviewer A", "", "2025-05-01T10:05:00Z"],
     ], columns=RATING_COLUMNS).to_csv(ratings, sep="\t", index=False)
     snakemake(work / "snake", {**config, "qc": {"ratings": str(ratings)}}, "--cores", "2")
+    # analysis time: the same ratings, and the allocation key unblinds the stats rule only
+    stats = {"allocation": str(tiny_trial / "allocation.tsv")}
+    snakemake(work / "snake", {**config, "qc": {"ratings": str(ratings)}, "stats": stats}, "--cores", "2")
     return {"out": out, "first": first, "first_features": first_features,
             "anat_rerun": anat_metrics.stat().st_mtime_ns != stamp, "trial": tiny_trial}
 
@@ -77,6 +80,13 @@ def test_ratings_round_trip_flags_features_and_pages(runs):
     assert "Excluded from the models" not in (out / "reports" / "sub-002_ses-m06.html").read_text()
     index = (out / "reports" / "index.html").read_text()
     assert "[fail]" in index and "[pass]" in index
+    # ... and the statistics leave the failed session's DWI features out, and say so
+    exclusions = _read(out / "stats" / "exclusions.tsv")
+    qc = exclusions[exclusions["reason"].str.startswith("QC rating 'fail' of dwi")]
+    assert qc[["participant_id", "session"]].values.tolist() == [["sub-001", "baseline"]]
+    assert "signal dropout" in qc["reason"].iloc[0]
+    assert "QC rating &#39;fail&#39; of dwi" in (out / "stats" / "report.html").read_text() or \
+        "QC rating 'fail' of dwi" in (out / "stats" / "report.html").read_text()
 
 
 @pytest.mark.browser
@@ -86,6 +96,9 @@ def test_real_pages_render_in_chromium(runs, page, serve, tmp_path):
     assert page.locator("#sessions tbody tr").count() == 4
     page.click("text=sub-001 · baseline")
     page.wait_for_url("**/sub-001_ses-baseline.html")
-    assert page.locator(".reportlet img").evaluate("img => img.complete && img.naturalWidth") > 400
+    figures = page.locator(".reportlet img")
+    assert figures.count() >= 10                        # every stream's reportlets
+    widths = figures.evaluate_all("imgs => imgs.map(img => img.complete ? img.naturalWidth : 0)")
+    assert min(widths) > 400, widths
     assert "dwi" in page.text_content("#excluded-banner")
     page.screenshot(path=str(tmp_path / "real.png"), full_page=True)
