@@ -2,8 +2,8 @@
 the projected time for a full trial on a cluster partition, from the measured
 per-rule times (Snakemake ``benchmark:`` files).
 
-    python benchmarks/workflow_scaling.py --bids demo/bids --jobs 1 2 4 \
-        --sessions 160 --partition-cores 64 --out benchmarks/results/workflow_scaling.json
+    python benchmarks/workflow_scaling.py --bids demo/bids --configfile configs/demo.yaml \
+        --jobs 1 2 4 --sessions 160 --partition-cores 64 --out /tmp/workflow_scaling.json
 
 Each run writes to a fresh output folder, so every job is executed. The
 projection assumes every session costs what the measured sessions cost on
@@ -29,11 +29,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(bids: Path, jobs: int, workdir: Path, threads: int) -> float:
+def run(bids: Path, jobs: int, workdir: Path, threads: int, base: dict) -> float:
     out = workdir / "out"
     cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"bids_dir": str(bids), "output_dir": str(out),
-                                   "resources": {"threads_per_job": threads}}))
+    config = {**base, "bids_dir": str(bids), "output_dir": str(out)}
+    config["resources"] = {**base.get("resources", {}), "threads_per_job": threads}
+    cfg.write_text(yaml.safe_dump(config))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
@@ -59,13 +60,17 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="threads per job")
     parser.add_argument("--sessions", type=int, default=160, help="sessions of the full trial")
     parser.add_argument("--partition-cores", type=int, default=64)
+    parser.add_argument("--configfile", type=Path,
+                        help="study config to start from (e.g. configs/demo.yaml); bids_dir, "
+                             "output_dir and threads_per_job are set by this benchmark")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    base = yaml.safe_load(args.configfile.read_text()) if args.configfile else {}
 
     results, per_rule = [], None
     for jobs in args.jobs:
         workdir = Path(tempfile.mkdtemp(prefix=f"scaling-{jobs}-"))
-        wall = run(args.bids.resolve(), jobs, workdir, args.threads)
+        wall = run(args.bids.resolve(), jobs, workdir, args.threads, base)
         results.append({"jobs": jobs, "wall_s": round(wall, 1)})
         print(f"{jobs} parallel job(s): {wall:7.1f} s wall", flush=True)
         if per_rule is None:
@@ -80,6 +85,8 @@ def main(argv=None) -> int:
     projected = max(critical_path_s, total_core_s / args.partition_cores)
     summary = {
         "measured_sessions": int(sessions),
+        "threads_per_job": args.threads,
+        "cores": os.cpu_count(),
         "runs": results,
         "mean_seconds_per_rule_and_session": per_session.round(2).to_dict(),
         "peak_rss_mb_per_rule": per_rule.groupby("rule")["max_rss_mb"].max().round(0).to_dict(),
