@@ -54,14 +54,18 @@ def session_row(participant_id: str, session: str, metric_files: dict, *,
 
 
 def feature_table(rows: list[dict]) -> pd.DataFrame:
-    """Group table: one row per subject x session, columns in dictionary order."""
+    """Group table: one row per subject x session, every declared column in dictionary
+    order (a fixed schema: a feature no session produced is an empty column, so the
+    statisticians' code does not depend on which sessions had which modality)."""
     table = pd.DataFrame(rows)
     if table.duplicated(["participant_id", "session"]).any():
         dup = table.loc[table.duplicated(["participant_id", "session"], keep=False),
                         ["participant_id", "session"]]
         raise ValueError(f"duplicate subject x session rows: {dup.values.tolist()}")
-    ordered = [c for c in dictionary.columns() if c in table.columns or c.endswith("_status")]
-    table = table.reindex(columns=ordered)
+    undeclared = sorted(set(table.columns) - set(dictionary.columns()))
+    if undeclared:
+        raise KeyError(f"undeclared feature column(s) {undeclared}")
+    table = table.reindex(columns=dictionary.columns())
     return table.sort_values(["participant_id", "session"]).reset_index(drop=True)
 
 

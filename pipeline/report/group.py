@@ -48,14 +48,16 @@ def robust_z(values) -> np.ndarray:
 
 
 def metric_columns(table: pd.DataFrame) -> list[str]:
-    """Numeric feature columns of a stream that has a modality (QC metrics and features)."""
+    """Numeric feature columns of a stream that has a modality (QC metrics and features),
+    with a value in at least one session."""
     out = []
     for column in table.columns:
         entry = dictionary.FEATURES.get(column)
         if entry is None or entry["Stream"] not in dictionary.STREAM_MODALITY:
             continue
-        if pd.api.types.is_numeric_dtype(table[column]) and not pd.api.types.is_bool_dtype(
-                table[column]):
+        values = table[column]
+        if (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+                and values.notna().any()):                   # a column no session produced: not shown
             out.append(column)
     return out
 

@@ -32,6 +32,10 @@ def test_table_order_duplicates_and_dictionary(tmp_path):
     assert table.participant_id.tolist() == ["sub-01", "sub-02"]
     assert list(table.columns[:2]) == ["participant_id", "session"]
     assert all(c in dictionary.FEATURES for c in table.columns)
+    assert list(table.columns) == dictionary.columns()              # fixed schema
+    assert table["dwi_b0_snr"].isna().all()                         # declared, produced by none
+    with pytest.raises(KeyError, match="undeclared"):
+        feature_table([{**rows[0], "made_up_metric": 1.0}])
     assert data_dictionary(table)["t1w_snr"]["Better"] == "higher"
     with pytest.raises(ValueError, match="duplicate subject x session"):
         feature_table(rows + rows[:1])
