@@ -137,8 +137,7 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
     else:
         res = pp.motion_correct(data, affine, dwi.bvals, dwi.bvecs,
                                 eddy=opt.motion_correction == "affine",
-                                iterations=opt.motion_iterations, shrink=opt.motion_shrink_factors,
-                                sigmas=tuple(float(s) / 2 for s in opt.motion_shrink_factors))
+                                iterations=opt.motion_iterations, shrink=opt.motion_shrink_factors)
         data, bvecs, matrices, motion = res.data, res.bvecs, res.matrices, res.parameters
     seconds["motion"] = time.perf_counter() - tick
     tick = time.perf_counter()
@@ -147,7 +146,9 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
     mask = pp.brain_mask(b0)
     displacement = pp.displacement_mm(matrices, mask, affine)
     tensor = fit_tensor(data, dwi.bvals, bvecs, mask, method=opt.tensor_fit, sigma=sigma)
-    outliers = outlier_slices(data, tensor.predicted, mask, dwi.bvals,
+    # voxels filled from outside some volume's slab are missing data, not dropout
+    covered = mask & pp.covered_in_every_volume(matrices, affine, mask.shape)
+    outliers = outlier_slices(data, tensor.predicted, covered, dwi.bvals,
                               threshold_z=opt.outlier_slice_z)
     outlier_volumes = outliers.any(axis=1) | (displacement > opt.outlier_displacement_mm)
     outlier_volumes &= ~is_b0
