@@ -32,9 +32,11 @@ demo: $(BIN)/resstore demo/bids/dataset_description.json
 	@echo "Ground truth:      demo/truth/ (allocation key: demo/allocation.tsv)"
 
 # make test: everything but the `slow` tests (whole-pipeline runs on a phantom
-# trial, minutes each); make test-all: every test.
+# trial, minutes each), except the SLURM test (`cluster`): it runs where a SLURM
+# answers (CI starts one with .ci/slurm/start.sh) and skips elsewhere.
+# make test-all: every test.
 test: $(BIN)/resstore
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow or cluster"
 
 test-all: $(BIN)/resstore
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest

@@ -292,7 +292,8 @@ def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, sta
 
     lesion_img = anat_session.lesion if has_lesion else None
     if "dwi" in spec.modalities:
-        from pipeline.simulate.dwi import bvecs_fsl_convention, simulate_dwi
+        from pipeline.simulate.dwi import simulate_dwi
+        from pipeline.simulate.tensor import bvecs_fsl_convention
 
         dwi = simulate_dwi(
             rng=rng, layers=layers, session_map=smap, lesion=lesion_img, lesion_stage=stage,

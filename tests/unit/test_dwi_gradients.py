@@ -15,8 +15,8 @@ from pipeline.dwi.gradients import (
     world_to_voxel,
 )
 from pipeline.errors import PipelineInputError
-from pipeline.simulate.dwi import bvecs_fsl_convention, gradient_scheme
 from pipeline.simulate.space import rigid_matrix
+from pipeline.simulate.tensor import bvecs_fsl_convention, gradient_scheme
 
 RAS = np.diag([2.0, 2.0, 2.5, 1.0])
 LAS = np.diag([-2.0, 2.0, 2.5, 1.0])

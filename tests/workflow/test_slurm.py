@@ -22,7 +22,7 @@ def _slurm_up() -> bool:
     return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mixed", "alloc"))
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not _slurm_up() and not os.environ.get("CI"),
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.skipif(not _slurm_up() and not os.environ.get("CI"),
                                 reason="no SLURM cluster answers (CI starts one)")]
 
 
