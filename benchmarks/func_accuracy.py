@@ -4,8 +4,20 @@ Each session: a new subject warp and head pose, lesion side drawn, a planted
 laterality (``li`` uniform in [0.1, 0.7], total amplitude 2 % as in the trial
 writer) or no task effect (``--null`` sessions). The stream's science runs
 exactly as in the workflow (``preprocess_bold`` -> ``fit_first_level`` ->
-``m1_activation``) with the phantom's own M1 masks on the BOLD grid (the
-registration step is tested separately), then is compared with the truth.
+``m1_activation``) with the phantom's own M1 and brain masks on the BOLD grid
+(the registration step is tested separately; the GLM mask is brain & head
+mask, as the workflow's), then is compared with the truth.
+
+Truth LI: ``(A_I - A_C) / (A_I + A_C)``, ``A`` the planted percent signal
+change summed over a hemisphere's hand area (= over its M1, the only place
+with activation); see ``pipeline.simulate.bold.simulate_bold``.
+
+Null sessions also report the spread of z over the brain (``z_sd_brain``,
+``z_fraction_above_3.1``; a valid z-map has 1 and 0.001) and
+``null_floor_p``: the chance that a *valid* null z-map (unit Gaussian noise
+smoothed like the data, 6 mm FWHM, Monte Carlo) exceeds 3.1 somewhere in the
+session's M1 -- the best specificity any valid voxel-wise test at z > 3.1
+can reach there.
 
     python benchmarks/func_accuracy.py --sessions 20 --null 10 --voxel-mm 3 --volumes 150 \
         --json /tmp/func_accuracy.json
@@ -22,7 +34,23 @@ import numpy as np
 from scipy import ndimage
 
 
-def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy):
+def null_floor(m1, *, fwhm_mm, voxel_mm, threshold=3.1, n_fields=300, seed=0):
+    """P(max over ``m1`` > threshold) for smoothed unit Gaussian noise (Monte Carlo)."""
+    rng = np.random.default_rng(seed)
+    box = ndimage.find_objects(m1.astype(np.uint8))[0]
+    box = tuple(slice(max(b.start - 8, 0), b.stop + 8) for b in box)
+    roi = m1[box]
+    sigma = fwhm_mm / np.sqrt(8 * np.log(2)) / voxel_mm
+    impulse = np.zeros((41, 41, 41))
+    impulse[20, 20, 20] = 1.0
+    scale = np.sqrt((ndimage.gaussian_filter(impulse, sigma) ** 2).sum())
+    hits = [(ndimage.gaussian_filter(rng.standard_normal(roi.shape), sigma)[roi] / scale).max()
+            > threshold for _ in range(n_fields)]
+    return float(np.mean(hits))
+
+
+def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy, motion_interpolation,
+                noise_model):
     from pipeline.func.activation import m1_activation
     from pipeline.func.glm import confound_regressors, fit_first_level
     from pipeline.func.preprocess import preprocess_bold
@@ -38,18 +66,19 @@ def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy):
     res = simulate_bold(rng=rng, layers=layers, session_map=smap, lesion=None, lesion_side=side,
                         amplitude_ipsilesional=total * (1 + li) / 2,
                         amplitude_contralesional=total * (1 - li) / 2,
-                        n_volumes=n_volumes, voxel_mm=voxel_mm, n_dummy=n_dummy)
+                        n_volumes=n_volumes, voxel_mm=voxel_mm, n_dummy=n_dummy,
+                        motion_interpolation=motion_interpolation)
     start = time.perf_counter()
     pre = preprocess_bold(res.image, tr_s=res.sidecar["RepetitionTime"], n_dummy=n_dummy,
                           slice_timing_s=res.sidecar["SliceTiming"])
     conf = confound_regressors(pre.motion.parameters, pre.confounds["framewise_displacement"],
                                motion_model="24", spike_threshold_mm=None)
-    brain = pre.mask.get_fdata() > 0
-    brain = nib.Nifti1Image(ndimage.binary_erosion(brain, iterations=2).astype(np.uint8),
-                            pre.mask.affine)
+    inside = (pre.mask.get_fdata() > 0) & (res.truth_maps["brain"].get_fdata() > 0)
+    brain = nib.Nifti1Image(inside.astype(np.uint8), pre.mask.affine)
     glm = fit_first_level(pre.bold, res.events, conf, tr_s=res.sidecar["RepetitionTime"],
                           mask=brain, contrasts={"task": "move_affected_hand"},
-                          slice_time_ref=pre.slice_time_ref, smoothing_fwhm_mm=6.0)
+                          slice_time_ref=pre.slice_time_ref, smoothing_fwhm_mm=6.0,
+                          noise_model=noise_model)
     seconds = time.perf_counter() - start
     # truth masks are at volume 0; the stream's reference is the first kept volume
     m1 = {h: res.truth_maps[f"m1_{h}"].get_fdata() > 0 for h in ("ipsilesional", "contralesional")}
@@ -65,6 +94,16 @@ def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy):
     truth_m = np.array([rm(p[:3], p[3:]) for p in res.motion])[n_dummy:]
     truth_rel = parameters_from_transforms(truth_m @ np.linalg.inv(truth_m[0]))
     err = pre.motion.parameters - truth_rel
+    sums = {h: float(psc[m1[h]].sum()) for h in m1}
+    extra = {"m1_sum_psc_ipsilesional": sums["ipsilesional"],
+             "m1_sum_psc_contralesional": sums["contralesional"],
+             **{f"truth_sum_psc_{h}": float(res.truth_maps["activation_psc"].get_fdata()[
+                 res.truth_maps[f"hand_area_{h}"].get_fdata() > 0].sum()) for h in m1},
+             "z_sd_brain": float(z[inside].std()),
+             "z_fraction_above_3.1": float((z[inside] > 3.1).mean())}
+    if null:
+        extra["null_floor_p"] = null_floor(m1["ipsilesional"] | m1["contralesional"],
+                                           fwhm_mm=6.0, voxel_mm=voxel_mm)
     peak = ("ipsilesional" if metrics["bold_m1_peak_z_ipsilesional"]
             >= metrics["bold_m1_peak_z_contralesional"] else "contralesional")
     return {
@@ -78,6 +117,7 @@ def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy):
                               metrics["bold_m1_peak_z_contralesional"])),
         "seconds_stream": seconds,
         **{k: v for k, v in metrics.items() if k.startswith("bold_laterality")},
+        **extra,
     }
 
 
@@ -89,6 +129,9 @@ def main(argv=None):
     parser.add_argument("--volumes", type=int, default=150)
     parser.add_argument("--dummy", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--motion-interpolation", choices=("linear", "cubic"), default="linear",
+                        help="phantom's resampling of the moving head (see simulate_bold)")
+    parser.add_argument("--noise-model", default="ar1", help="fit_first_level noise_model")
     parser.add_argument("--json", help="write all rows here")
     args = parser.parse_args(argv)
     from pipeline.simulate.layers import template_layers
@@ -97,7 +140,9 @@ def main(argv=None):
     rows = []
     for k in range(args.sessions + args.null):
         row = run_session(args.seed + k, layers=layers, voxel_mm=args.voxel_mm,
-                          n_volumes=args.volumes, null=k >= args.sessions, n_dummy=args.dummy)
+                          n_volumes=args.volumes, null=k >= args.sessions, n_dummy=args.dummy,
+                          motion_interpolation=args.motion_interpolation,
+                          noise_model=args.noise_model)
         rows.append(row)
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}),
               flush=True)
@@ -117,6 +162,11 @@ def main(argv=None):
             summary[f"{key}_within_0.15"] = float(np.mean(np.abs(err) <= 0.15))
     if null:
         summary["null_no_suprathreshold_fraction"] = float(np.mean([r["max_z_m1"] <= 3.1 for r in null]))
+        summary["null_floor_no_suprathreshold_fraction"] = 1 - float(np.mean([r["null_floor_p"]
+                                                                           for r in null]))
+        summary["null_z_sd_brain_mean"] = float(np.mean([r["z_sd_brain"] for r in null]))
+        summary["null_z_fraction_above_3.1_mean"] = float(np.mean([r["z_fraction_above_3.1"]
+                                                                  for r in null]))
     summary["seconds_stream_mean"] = float(np.mean([r["seconds_stream"] for r in rows]))
     print(json.dumps(summary, indent=1))
     if args.json:

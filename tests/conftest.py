@@ -26,7 +26,7 @@ def tiny_trial(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("trial")
     spec = TrialSpec(n_subjects=2, seed=7, anat_voxel_mm=2.5, dwi_voxel_mm=4.0,
-                     bold_voxel_mm=4.0, n_bold_volumes=40, n_dwi_directions=12,
+                     bold_voxel_mm=4.0, n_bold_volumes=80, n_dwi_directions=12,
                      manual_mask_fraction=1.0)
     simulate_trial(out, spec)
     return out

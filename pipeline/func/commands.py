@@ -151,6 +151,9 @@ def _cmd_glm(args) -> None:
     glm_mask = nib.Nifti1Image(((brain_frac >= 0.5) & head).astype(np.uint8), boldref.affine)
     params = {"hrf_model": args.hrf_model, "high_pass_hz": args.high_pass_hz,
               "smoothing_fwhm_mm": args.smoothing_fwhm_mm, "noise_model": args.noise_model,
+              "autocorrelation": "none (OLS)" if args.noise_model == "ols" else (
+                  "OLS residual autocorrelation smoothed (15 mm FWHM) and corrected for the "
+                  "design's bias under the AR model (Worsley et al. 2002)"),
               "motion_regressors": args.motion_regressors, "spike_regressors": args.spike_regressors,
               "fd_threshold_mm": args.fd_threshold_mm, "contrasts": contrasts,
               "slice_time_ref": slice_time_ref, "n_dummy_removed": n_dummy}
@@ -257,7 +260,8 @@ def register(command) -> None:
     p.add_argument("--hrf-model", default="spm")
     p.add_argument("--high-pass-hz", type=float, default=1 / 128)
     p.add_argument("--smoothing-fwhm-mm", type=float, default=6.0)
-    p.add_argument("--noise-model", choices=("ar1", "ols"), default="ar1")
+    p.add_argument("--noise-model", choices=("ar1", "ar2", "ar3", "ols"), default="ar1",
+                   help="AR(p): pre-whitening with bias-corrected, 15 mm-smoothed autocorrelation")
     p.add_argument("--motion-regressors", choices=("6", "24"), default="24")
     p.add_argument("--spike-regressors", choices=("yes", "no"), default="yes")
     p.add_argument("--fd-threshold-mm", type=float, default=0.5)

@@ -36,7 +36,6 @@ from nilearn.glm.first_level.hemodynamic_models import spm_hrf
 from scipy import ndimage
 
 from pipeline.simulate.layers import ATLAS_THRESHOLD, TemplateLayers
-from pipeline.simulate.motion import move_head
 from pipeline.simulate.space import (
     SessionMap,
     apply_affine,
@@ -60,10 +59,6 @@ AR1_RHO = 0.3
 EXTRA_POSE_MAX_MM = 2.0
 EXTRA_POSE_MAX_DEG = 2.0
 FD_RADIUS_MM = 50.0
-MOTION_SPLINE_ORDER = 1
-"""Trilinear: blurs each moved volume by its sub-voxel shift (see
-:data:`pipeline.simulate.dwi.MOTION_SPLINE_ORDER`); the fMRI tests were
-calibrated on it, a cubic spline recovers motion about 10x more precisely."""
 
 
 @dataclass
@@ -89,7 +84,8 @@ class BoldResult:
         ``activation_psc`` (percent signal change, volume-0 head position),
         ``m1_ipsilesional``, ``m1_contralesional`` (M1 masks),
         ``hand_area_ipsilesional``, ``hand_area_contralesional`` (activation
-        regions after lesion exclusion), all on the BOLD grid.
+        regions after lesion exclusion), ``brain`` (intracranial GM + WM + CSF
+        fraction >= 0.5), all on the BOLD grid.
     session_from_bold : ndarray, shape (4, 4)
         Rigid map from BOLD scanner mm (volume 0) to the session's T1w scanner mm.
     """
@@ -191,6 +187,33 @@ def _lesion_fraction(lesion, session_from_bold, shape, affine, voxel_mm):
                 shape, affine, order=1)[0]
 
 
+def _mover(volume, affine, *, order):
+    """Function ``motion_matrix -> volume`` as seen after the head moved (scanner mm).
+
+    ``order`` 1: trilinear; 3: cubic B-spline from coefficients computed once.
+    Trilinear interpolation blurs the moved volume by an amount that depends on
+    the sub-voxel shift (none at whole-voxel shifts, most at half-voxel ones): a
+    motion-locked change of the image that no rigid realignment can undo and
+    that a moving head does not produce (the scanner samples the moved object).
+    """
+    coefficients = (ndimage.spline_filter(volume, order=order, mode="mirror") if order > 1
+                    else volume)
+    empty = not volume.any()
+
+    def moved(motion_matrix):
+        if empty or np.allclose(motion_matrix, np.eye(4)):
+            return volume
+        vox = np.linalg.inv(affine) @ np.linalg.inv(motion_matrix) @ affine
+        if order == 1:
+            return ndimage.affine_transform(volume, vox[:3, :3], offset=vox[:3, 3], order=1,
+                                            mode="constant", cval=0.0)
+        return ndimage.affine_transform(coefficients, vox[:3, :3], offset=vox[:3, 3],
+                                        order=order, mode="mirror", prefilter=False,
+                                        output=np.float32)
+
+    return moved
+
+
 def simulate_bold(
     *,
     rng: np.random.Generator,
@@ -210,6 +233,7 @@ def simulate_bold(
     tsnr: float = 80.0,
     drift_percent: float = 1.0,
     fov_mm=(192.0, 228.0, 150.0),
+    motion_interpolation: str = "linear",
 ) -> BoldResult:
     """Simulate one motor-task BOLD run of a subject-session.
 
@@ -242,6 +266,11 @@ def simulate_bold(
         Peak-to-peak amplitude (% of baseline) of the slow drift.
     fov_mm : tuple of float
         Field of view (x, y, z) in mm, centred on the scanner origin.
+    motion_interpolation : {"linear", "cubic"}
+        How the moved volumes are sampled. ``"cubic"`` (B-spline) is closer to
+        sampling the moved head; ``"linear"`` (trilinear, the original phantom)
+        adds a blur that varies with the sub-voxel shift, i.e. a motion-locked
+        intensity change beyond the rigid motion (see ``_mover``).
 
     Returns
     -------
@@ -261,9 +290,10 @@ def simulate_bold(
 
         y = [B_i (1 + P_i r(t) / 100) + S_i q**i] d(t_i) + sigma_i e_i
 
-    with ``B_i, P_i`` the baseline and PSC maps moved by ``M_i`` (trilinear;
-    because resampling is linear this equals resampling the motion-free
-    volume, except that each slice keeps its own acquisition time), ``r``
+    with ``B_i, P_i`` the baseline and PSC maps moved by ``M_i`` (trilinear or
+    cubic B-spline, ``motion_interpolation``; because resampling is linear
+    this equals resampling the motion-free volume, except that each slice
+    keeps its own acquisition time), ``r``
     the block regressor (boxcar * SPM HRF, isolated-block peak 1), ``S q**i``
     the T1 excess of dummy scans (only i < n_dummy; flip 80 deg, tissue T1
     GM 1.4 / WM 0.85 / CSF 4 s, ``q = E1 cos(flip)`` of CSF),
@@ -279,6 +309,8 @@ def simulate_bold(
         raise ValueError(f"lesion_side must be 'left' or 'right', got {lesion_side!r}")
     if min(amplitude_ipsilesional, amplitude_contralesional) < 0:
         raise ValueError("activation amplitudes must be >= 0 (percent signal change)")
+    if motion_interpolation not in ("linear", "cubic"):
+        raise ValueError(f"motion_interpolation must be 'linear' or 'cubic', got {motion_interpolation!r}")
     if not 0 <= n_dummy < n_volumes:
         raise ValueError(f"need 0 <= n_dummy < n_volumes, got {n_dummy}, {n_volumes}")
     contra_side = "right" if lesion_side == "left" else "left"
@@ -341,18 +373,19 @@ def simulate_bold(
                           max_translation_mm=max_translation_mm,
                           max_rotation_deg=max_rotation_deg)
 
-    weighted_psc = baseline * psc / 100.0
+    order = 3 if motion_interpolation == "cubic" else 1
+    move_baseline = _mover(baseline, affine, order=order)
+    move_psc = _mover(baseline * psc / 100.0, affine, order=order)
+    move_excess = _mover(excess, affine, order=order)
     data = np.empty((*shape, n_volumes), dtype=np.float32)
     noise = np.zeros(shape, dtype=np.float32)
     innovation_sd = np.float32(np.sqrt(1 - AR1_RHO**2))
     for i in range(n_volumes):
         move = rigid_matrix(motion[i, :3], motion[i, 3:])
-        moved_baseline = move_head(baseline, affine, move, order=MOTION_SPLINE_ORDER)
-        volume = moved_baseline + move_head(weighted_psc, affine, move, order=MOTION_SPLINE_ORDER,
-                                           nonnegative=False) * regressor[i]
+        moved_baseline = move_baseline(move)
+        volume = moved_baseline + move_psc(move) * regressor[i]
         if i < n_dummy:
-            volume += move_head(excess, affine, move, order=MOTION_SPLINE_ORDER,
-                                 nonnegative=False) * np.float32(decay**i)
+            volume += move_excess(move) * np.float32(decay**i)
         volume *= np.float32(drift[i])
         if np.isfinite(tsnr):
             white = rng.standard_normal(shape, dtype=np.float32)
@@ -414,6 +447,7 @@ def simulate_bold(
         "m1_contralesional": as_image(m1[contra_side], np.uint8),
         "hand_area_ipsilesional": as_image(hand_area[lesion_side], np.uint8),
         "hand_area_contralesional": as_image(hand_area[contra_side], np.uint8),
+        "brain": as_image(intracranial >= 0.5, np.uint8),
     }
     logger.info("simulated BOLD %s x %d vols, LI %.3f, mean FD %.3f mm",
                 shape, n_volumes, laterality, truth["mean_fd_mm"])

@@ -88,6 +88,28 @@ def test_motion_recovered_in_the_truth_convention(active, active_pre):
     assert active_pre.bold.shape[3] == active.image.shape[3] - N_DUMMY
 
 
+def test_motion_recovered_closer_without_trilinear_phantom_blur(layers):
+    """Noise-free runs: the cubic-spline phantom's motion is recovered ~10x closer.
+
+    The trilinear phantom blurs each moved volume by an amount set by its
+    sub-voxel shift, which no rigid transform undoes; this is the motion-locked
+    residual that realignment (and the GLM) then sees.
+    """
+    errors = {}
+    for interpolation in ("linear", "cubic"):
+        rng = np.random.default_rng(11)
+        smap = SessionMap(random_subject_warp(rng), rigid_matrix((1.0, -2.0, 1.0), (2.0, -1.0, 3.0)))
+        result = bold_sim.simulate_bold(
+            rng=rng, layers=layers, session_map=smap, lesion=None, lesion_side="left",
+            amplitude_ipsilesional=0.0, amplitude_contralesional=0.0, n_volumes=12, voxel_mm=4.0,
+            tsnr=np.inf, drift_percent=0.0, motion_interpolation=interpolation)
+        estimate = realign(np.asarray(result.image.dataobj, dtype=np.float32), result.image.affine)
+        error = estimate.parameters - _truth_relative(result.motion, 0)
+        errors[interpolation] = float(np.sqrt((error[:, :3] ** 2).mean()))
+    assert errors["cubic"] < 0.01
+    assert errors["cubic"] < errors["linear"] / 3
+
+
 def test_realign_on_a_known_rigid_shift():
     """A volume moved by a known transform: realign returns that transform (not its inverse)."""
     rng = np.random.default_rng(1)
@@ -137,19 +159,55 @@ def test_glm_peak_in_the_correct_hemisphere_and_li(active, active_pre):
     assert set(glm.design_matrix.columns) >= {"move_affected_hand", "trans_x", "constant"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known limitation: null z-maps are inflated (nilearn's AR(1) under-corrects the "
-    "autocorrelation, z SD 1.10 on pure AR(1) noise; task-locked phantom motion adds more), "
-    "so null sessions reach z 4-5.5 in M1; see benchmarks/func_accuracy.py"))
-def test_null_session_has_no_suprathreshold_m1_voxel(layers):
+@pytest.fixture(scope="module")
+def null_session(layers):
     result = _phantom(layers, seed=5, ipsi=0.0, contra=0.0)
     pre = preprocess_bold(result.image, tr_s=2.0, n_dummy=N_DUMMY,
                           slice_timing_s=result.sidecar["SliceTiming"])
-    z = _glm(result, pre).z_maps["task"].get_fdata()
+    return result, pre, _glm(result, pre).z_maps["task"].get_fdata()
+
+
+def test_null_session_zmap_is_calibrated(null_session):
+    """No task effect: z over the brain is ~N(0, 1).
+
+    nilearn's FirstLevelModel AR(1) (raw residual autocorrelation) gave SD 1.43 here.
+    """
+    result, _, z = null_session
+    assert result.truth["task_effect"] is False
+    brain = z != 0  # the GLM mask
+    assert brain.sum() > 5000
+    assert 0.9 <= z[brain].std() <= 1.1
+    assert (z[brain] > 3.1).mean() <= 0.004  # nominal 0.001
+
+
+def _max_of_null_field_quantile(region, *, fwhm_mm, voxel_mm, quantile, n_fields=300):
+    """Quantile of the maximum over ``region`` of smoothed unit Gaussian noise (Monte Carlo)."""
+    rng = np.random.default_rng(0)
+    sigma = fwhm_mm / np.sqrt(8 * np.log(2)) / voxel_mm
+    impulse = np.zeros((25, 25, 25))
+    impulse[12, 12, 12] = 1.0
+    scale = np.sqrt((ndimage.gaussian_filter(impulse, sigma) ** 2).sum())
+    maxima = [(ndimage.gaussian_filter(rng.standard_normal(region.shape), sigma)[region]
+               / scale).max() for _ in range(n_fields)]
+    return float(np.quantile(maxima, quantile))
+
+
+def test_null_session_m1_peak_within_the_valid_null_range(null_session):
+    """M1 peak z of a null session stays below the 95th percentile of a valid null's M1 maximum.
+
+    The acceptance criterion "no M1 voxel above z 3.1 in >= 90 % of null sessions"
+    cannot be met by any valid z-map: smoothed noise (6 mm FWHM) exceeds 3.1
+    somewhere in the ~35 mL of bilateral M1 in 30-60 % of sessions (Monte Carlo,
+    ``null_floor_p`` in benchmarks/func_accuracy.py). What can be tested is that
+    the null peak is no higher than chance allows (small-volume FWE 5 %); with
+    nilearn's FirstLevelModel AR(1) it was 4.6 here, above that limit (3.7).
+    """
+    result, _, z = null_session
     m1 = (result.truth_maps["m1_ipsilesional"].get_fdata() > 0) | (
         result.truth_maps["m1_contralesional"].get_fdata() > 0)
-    assert result.truth["task_effect"] is False
-    assert z[m1].max() <= 3.1
+    limit = _max_of_null_field_quantile(m1, fwhm_mm=6.0, voxel_mm=4.0, quantile=0.95)
+    assert 3.1 < limit < 4.5
+    assert z[m1].max() <= limit
 
 
 def test_m1_activation_excludes_lesion_voxels():

@@ -104,7 +104,7 @@ def test_feature_table_against_truth(tiny_trial, reference_run, tmp_path):
     assert rel.between(0.88, 1.12).all(), rel.tolist()
     assert (merged.dwi_n_volumes_x == merged.dwi_n_volumes_y).all()
     assert (merged.bold_n_volumes_x == merged.bold_n_volumes_y).all()
-    assert (features.bold_n_volumes == 40).all()
+    assert (features.bold_n_volumes == 80).all()
     assert (features.dwi_n_b0 >= 3).all()
     assert features.pipeline_version.nunique() == 1 and features.config_hash.nunique() == 1
     assert "arm" not in features.columns and "ADSC" not in features.to_string()

@@ -36,7 +36,7 @@ def test_func_rules_on_a_phantom_session(tiny_trial, tmp_path):
     preproc = json.loads((func / f"{stem}_desc-preproc_metrics.json").read_text())
     for key in (*metrics, *preproc):
         assert key in FEATURES, key  # declared in the bold feature dictionary
-    assert preproc["bold_n_volumes"] == 40
+    assert preproc["bold_n_volumes"] == 80
 
     truth_dir = tiny_trial / "truth" / f"sub-{SUB}" / f"ses-{SES}" / "func"
     truth = pd.read_csv(tiny_trial / "truth" / "sessions.tsv", sep="\t")

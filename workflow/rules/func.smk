@@ -54,7 +54,9 @@ register_reportlet(
     figure=BOLD_FIG_ZMAP, metrics=BOLD_ACTIVATION_METRICS,
     caption="z-map of the primary contrast above the configured threshold on the T1w, with M1 "
     "(Juelich BA4a+BA4p) and the lesion.",
-    methods="nilearn FirstLevelModel (HRF, cosine drift, AR(1), smoothing from the config); "
+    methods="GLM from nilearn parts (SPM HRF, cosine drift, smoothing from the config); AR(p) "
+    "prewhitening with the residual autocorrelation bias-corrected for the design and smoothed "
+    "at 15 mm (Worsley et al. 2002, fmristat); "
     "M1 and lesion brought to the BOLD grid through the BOLD->T1w transform; lesion voxels "
     "excluded; LI = (I - C)/(I + C).",
 )
