@@ -1,6 +1,8 @@
 """Wall time of the pipeline on a phantom trial at 1, 2 and 4 parallel jobs, and
 the projected time for a full trial on a cluster partition, from the measured
-per-rule times (Snakemake ``benchmark:`` files).
+per-rule times (Snakemake ``benchmark:`` files) of the first run (the runs with
+more jobs only give wall times). Per-rule and per-stream seconds per session
+are reported too (e.g. the whole DWI stream: dwi_qc + dwi_preproc + dwi_regions).
 
     python benchmarks/workflow_scaling.py --bids demo/bids --configfile configs/demo.yaml \
         --jobs 1 2 4 --sessions 160 --partition-cores 64 --out /tmp/workflow_scaling.json
@@ -89,6 +91,9 @@ def main(argv=None) -> int:
         "cores": os.cpu_count(),
         "runs": results,
         "mean_seconds_per_rule_and_session": per_session.round(2).to_dict(),
+        # a stream's rules of one session in sequence (anat_*, dwi_*, func_*, lesion_*, ...)
+        "mean_seconds_per_stream_and_session": per_session.groupby(
+            lambda rule: rule.split("_")[0]).sum().round(1).to_dict(),
         "peak_rss_mb_per_rule": per_rule.groupby("rule")["max_rss_mb"].max().round(0).to_dict(),
         "projection": {"sessions": args.sessions, "partition_cores": args.partition_cores,
                        "core_seconds_per_session": round(core_s_per_session, 1),

@@ -9,7 +9,6 @@ from nilearn.glm.first_level import compute_regressor
 from scipy import ndimage
 
 from pipeline.simulate.bold import simulate_bold
-from pipeline.simulate.layers import template_layers
 from pipeline.simulate.space import (
     SessionMap,
     apply_affine,
@@ -20,11 +19,6 @@ from pipeline.simulate.space import (
 
 BLOCK_S = 20.0
 TR_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def layers():
-    return template_layers()
 
 
 @pytest.fixture(scope="module")

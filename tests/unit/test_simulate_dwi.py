@@ -11,7 +11,6 @@ from scipy import ndimage
 
 from pipeline.simulate import dwi as simulate_dwi_module
 from pipeline.simulate.dwi import simulate_dwi
-from pipeline.simulate.layers import template_layers
 from pipeline.simulate.space import (
     SessionMap,
     apply_affine,
@@ -29,11 +28,6 @@ from pipeline.simulate.tensor import (
 
 NOISE_AND_MOTION_FREE = {"snr_b0": np.inf, "max_translation_mm": 0.0,
                          "max_rotation_deg": 0.0, "eddy_mm": 0.0}
-
-
-@pytest.fixture(scope="module")
-def layers():
-    return template_layers()
 
 
 @pytest.fixture(scope="module")

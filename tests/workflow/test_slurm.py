@@ -22,8 +22,12 @@ def _slurm_up() -> bool:
     return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mixed", "alloc"))
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.skipif(not _slurm_up() and not os.environ.get("CI"),
-                                reason="no SLURM cluster answers (CI starts one)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.cluster,  # selected by make test: runs where SLURM answers, and always in CI
+    pytest.mark.skipif(not _slurm_up() and not os.environ.get("CI"),
+                       reason="no SLURM cluster answers (CI starts one)"),
+]
 
 
 def test_demo_on_slurm_matches_local(tiny_trial, reference_run, tmp_path):
