@@ -106,7 +106,10 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
     Avants et al. 2011), holes filled. Segmentation: Atropos (Avants et al.,
     Neuroinformatics 2011;9:381-400) with MNI152 2009a priors, prior-based
     posterior formulation, MRF smoothing. The lesion is excluded from the EM
-    (it would bias the class means) and given its own label.
+    (it would bias the class means) and given its own label. Atropos runs with
+    a constant seed (``-r 0``): with its default random seed two runs of the
+    same session differed by ~0.05 mL in the tissue volumes (and so in
+    thickness and NAWM), which broke the pipeline's bit-identical rerun.
     """
     import ants
 
@@ -122,7 +125,7 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
     mask_img = to_ants(nib.Nifti1Image(seg_mask.astype(np.float32), affine))
     result = ants.atropos(a=to_ants(t1w_preproc), x=mask_img, i=prior_imgs,
                           m=f"[{mrf_weight},1x1x1]", c=f"[{iterations},0]",
-                          priorweight=prior_weight, verbose=0)
+                          priorweight=prior_weight, r=0, verbose=0)  # r=0: constant seed
     probs = np.stack([from_ants(p).get_fdata(dtype=np.float32) * seg_mask
                       for p in result["probabilityimages"]], axis=-1)
     dseg = np.zeros(brain.shape, np.uint8)
