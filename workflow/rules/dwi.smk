@@ -3,6 +3,8 @@
 # fit (dwi_preproc); DWI -> T1w registration and CST / PLIC / NAWM / lesion
 # FA and MD, ipsi- and contralesional (dwi_regions).
 
+from pipeline.dwi.methods import TENSOR_FIT_METHODS, preproc_methods
+
 DWI_METRICS = deriv("dwi", "metrics", ".json", desc="dwiqc")
 DWI_PREPROC = deriv("dwi", "dwi", ".nii.gz", space="dwi", desc="preproc")
 DWI_B0 = deriv("dwi", "dwiref", ".nii.gz", space="dwi", desc="b0")
@@ -31,16 +33,14 @@ register_reportlet(
     metrics=DWI_PREPROC_METRICS,
     caption="Per-volume translation, rotation and mean brain displacement from the "
     "registration of each volume to the mean b=0; bars: outlier slices per volume.",
-    methods="MP-PCA denoising (dipy), Gibbs-ringing removal (Kellner 2016), then every "
-    "volume registered to the mean b=0 with ANTs (Mattes MI; rigid b=0, affine "
-    "diffusion-weighted volumes for eddy currents), b-vectors rotated (Leemans & Jones 2009).",
+    methods=preproc_methods(config["dwi"]),
 )
 register_reportlet(
     modality="dwi", step="colourfa", title="Colour FA", figure=DWI_FIG_COLOUR_FA,
     metrics=DWI_PREPROC_METRICS,
     caption="Principal diffusion direction weighted by FA (red left-right, green "
     "anterior-posterior, blue superior-inferior); the CST should be blue.",
-    methods="Diffusion tensor fit by weighted least squares (dipy).",
+    methods=TENSOR_FIT_METHODS[config["dwi"]["tensor_fit"]],
 )
 register_reportlet(
     modality="dwi", step="residual", title="Tensor-fit residual", figure=DWI_FIG_RESIDUAL,

@@ -1,0 +1,32 @@
+"""Methods text of the DWI QC reportlets, from the configuration that ran."""
+
+from __future__ import annotations
+
+TENSOR_FIT_METHODS = {
+    "WLS": "Diffusion tensor fit by weighted least squares (dipy).",
+    "OLS": "Diffusion tensor fit by ordinary least squares (dipy).",
+    "RESTORE": "Diffusion tensor fit by RESTORE, robust to outlier signals (Chang et al. 2005; dipy).",
+}
+
+
+def preproc_methods(dwi: dict) -> str:
+    """Methods text of the preprocessing reportlet: the steps ``dwi`` (the config's
+    ``dwi`` section) runs, so a QC page never names a step that was skipped."""
+    steps = {"mppca": ["MP-PCA denoising (Veraart et al. 2016; dipy)"],
+             "patch2self": ["Patch2Self denoising (Fadnavis et al. 2020; dipy)"],
+             "none": []}[dwi["denoise"]]
+    if dwi["denoise"] == "mppca" and dwi["rician_correction"]:
+        steps.append("Rician noise floor subtracted with the MP-PCA noise map")
+    if dwi["gibbs"]:
+        steps.append("Gibbs-ringing removal (Kellner et al. 2016)")
+    motion = {
+        "affine": "every volume registered to the mean b=0 with ANTs (Mattes MI; rigid b=0, "
+                  "affine diffusion-weighted volumes for eddy currents), b-vectors rotated "
+                  "(Leemans & Jones 2009)",
+        "rigid": "every volume registered rigidly to the mean b=0 with ANTs (Mattes MI), "
+                 "b-vectors rotated (Leemans & Jones 2009)",
+        "none": "no motion correction",
+    }[dwi["motion_correction"]]
+    steps.append(motion)
+    text = "; ".join(steps)
+    return text[0].upper() + text[1:] + "."
