@@ -23,6 +23,8 @@ def _cmd_preproc(args) -> None:
     from pipeline.antsio import set_threads
 
     set_threads(args.threads)
+    from pathlib import Path
+
     import numpy as np
 
     from pipeline.func import figures
@@ -70,7 +72,7 @@ def _cmd_preproc(args) -> None:
     write_json(args.out_metrics, metrics)
     figures.motion_carpet_figure(pre.confounds, pre.bold, pre.mask, args.out_figure_motion,
                                  tr_s=run.tr_s, fd_threshold_mm=args.fd_threshold_mm,
-                                 title=f"{run.image.get_filename() or args.bold}: motion, FD, DVARS, carpet")
+                                 title=f"{Path(args.bold).name}: motion, FD, DVARS, carpet")
     figures.overlay_figure(pre.reference, pre.tsnr, args.out_figure_tsnr, threshold=0.0,
                            cmap="viridis", label="tSNR", title="tSNR after motion correction")
 
