@@ -17,7 +17,10 @@ Null sessions also report the spread of z over the brain (``z_sd_brain``,
 ``null_floor_p``: the chance that a *valid* null z-map (unit Gaussian noise
 smoothed like the data, 6 mm FWHM, Monte Carlo) exceeds 3.1 somewhere in the
 session's M1 -- the best specificity any valid voxel-wise test at z > 3.1
-can reach there.
+can reach there -- and ``null_no_suprathreshold_fwe_fraction``: the share of
+null sessions with no M1 voxel above the small-volume FWE threshold
+(``m1_fwe``, random field theory with the residuals' smoothness), the
+workflow's ``bold_m1_active_fwe_ml_*``.
 
     python benchmarks/func_accuracy.py --sessions 20 --null 10 --voxel-mm 3 --volumes 150 \
         --json /tmp/func_accuracy.json
@@ -51,7 +54,7 @@ def null_floor(m1, *, fwhm_mm, voxel_mm, threshold=3.1, n_fields=300, seed=0):
 
 def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy, motion_interpolation,
                 noise_model):
-    from pipeline.func.activation import m1_activation
+    from pipeline.func.activation import m1_activation, m1_fwe
     from pipeline.func.glm import confound_regressors, fit_first_level
     from pipeline.func.preprocess import preprocess_bold
     from pipeline.simulate.bold import simulate_bold
@@ -86,6 +89,8 @@ def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy, motion_inte
     psc = glm.effect_maps["task"].get_fdata()
     metrics = m1_activation(z, psc, m1, lesion=None, z_threshold=3.1,
                             voxel_volume_ml=voxel_mm**3 / 1000, rng=np.random.default_rng(0))
+    fwe = m1_fwe(z, m1, lesion=None, fwhm_voxels=glm.smoothness_fwhm_mm / voxel_mm,
+                 voxel_volume_ml=voxel_mm**3 / 1000)
     # motion error in the truth convention: the estimate is relative to the first kept
     # volume r, the truth to volume 0 -> compare with M_i inv(M_r)
     from pipeline.func.motion import parameters_from_transforms
@@ -115,6 +120,8 @@ def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy, motion_inte
         "peak": peak,
         "max_z_m1": float(max(metrics["bold_m1_peak_z_ipsilesional"],
                               metrics["bold_m1_peak_z_contralesional"])),
+        "fwe_z_threshold": fwe["bold_m1_fwe_z_threshold"],
+        "smoothness_fwhm_mm": float(np.prod(glm.smoothness_fwhm_mm) ** (1 / 3)),
         "seconds_stream": seconds,
         **{k: v for k, v in metrics.items() if k.startswith("bold_laterality")},
         **extra,
@@ -162,6 +169,8 @@ def main(argv=None):
             summary[f"{key}_within_0.15"] = float(np.mean(np.abs(err) <= 0.15))
     if null:
         summary["null_no_suprathreshold_fraction"] = float(np.mean([r["max_z_m1"] <= 3.1 for r in null]))
+        summary["null_no_suprathreshold_fwe_fraction"] = float(np.mean(
+            [r["max_z_m1"] <= r["fwe_z_threshold"] for r in null]))
         summary["null_floor_no_suprathreshold_fraction"] = 1 - float(np.mean([r["null_floor_p"]
                                                                            for r in null]))
         summary["null_z_sd_brain_mean"] = float(np.mean([r["z_sd_brain"] for r in null]))

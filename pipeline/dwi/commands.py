@@ -142,7 +142,8 @@ def register(command) -> None:
     p.add_argument("--denoise", choices=("mppca", "patch2self", "none"), default="mppca")
     p.add_argument("--denoise-patch-radius", type=int, default=2)
     p.add_argument("--rician-correction", choices=("yes", "no"), default="yes")
-    p.add_argument("--gibbs", choices=("yes", "no"), default="yes")
+    p.add_argument("--gibbs", choices=("yes", "no"), default="no",
+                   help="Gibbs-ringing removal (for full-k-space acquisitions; see dwi.gibbs)")
     p.add_argument("--motion-correction", choices=("affine", "rigid", "none"), default="affine")
     p.add_argument("--motion-iterations", type=int, nargs="+", default=[60, 30])
     p.add_argument("--motion-shrink-factors", type=int, nargs="+", default=[4, 2])

@@ -162,3 +162,48 @@ def m1_activation(
     out["bold_laterality_index_roi"] = laterality_index(pos_sums["ipsilesional"],
                                                         pos_sums["contralesional"])
     return out
+
+
+def m1_fwe(z: np.ndarray, m1: dict, *, lesion: np.ndarray | None, fwhm_voxels,
+           voxel_volume_ml: float, alpha: float = 0.05) -> dict:
+    """Suprathreshold M1 volume at a small-volume family-wise-error threshold.
+
+    Parameters
+    ----------
+    z : ndarray, shape (X, Y, Z)
+        z-map of the primary contrast.
+    m1 : dict
+        ``{"ipsilesional": bool array, "contralesional": bool array}``.
+    lesion : ndarray of bool or None
+        Excluded from the search region.
+    fwhm_voxels : sequence of 3 float
+        Smoothness of the z-map's noise (voxels, per axis), from the GLM residuals.
+    voxel_volume_ml : float
+    alpha : float
+        Family-wise error rate over the search region (both hemispheres' M1).
+
+    Returns
+    -------
+    dict
+        ``bold_m1_fwe_z_threshold`` and ``bold_m1_active_fwe_ml_<hemi>``.
+
+    Notes
+    -----
+    A single-voxel threshold such as z > 3.1 (p = 0.001) is exceeded somewhere
+    in bilateral M1 (about 40 mL) by most pure-noise maps at usual smoothness;
+    the small-volume correction (Worsley et al. 1996, SPM's SVC) bounds that
+    probability by ``alpha``.
+    """
+    from pipeline.func.fwe import fwe_threshold, resel_counts
+
+    keep = ~lesion if lesion is not None else np.ones(z.shape, dtype=bool)
+    rois = {hemi: np.asarray(m1[hemi], dtype=bool) & keep for hemi in HEMISPHERES}
+    region = rois["ipsilesional"] | rois["contralesional"]
+    if not region.any():
+        return {"bold_m1_fwe_z_threshold": float("nan"),
+                **{f"bold_m1_active_fwe_ml_{h}": float("nan") for h in HEMISPHERES}}
+    threshold = fwe_threshold(resel_counts(region, fwhm_voxels), alpha)
+    out = {"bold_m1_fwe_z_threshold": threshold}
+    for hemi, roi in rois.items():
+        out[f"bold_m1_active_fwe_ml_{hemi}"] = float((z[roi] > threshold).sum() * voxel_volume_ml)
+    return out

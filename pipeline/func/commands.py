@@ -121,7 +121,7 @@ def _cmd_glm(args) -> None:
     from pipeline import validate
     from pipeline.errors import PipelineInputError
     from pipeline.func import figures
-    from pipeline.func.activation import HEMISPHERES, m1_activation
+    from pipeline.func.activation import HEMISPHERES, m1_activation, m1_fwe
     from pipeline.func.glm import check_events, confound_regressors, fit_first_level
     from pipeline.func.registration import bold_to_t1w, labels_to_bold, t1w_to_bold
     from pipeline.io import _atomic_write, read_json, save_image, write_json
@@ -201,18 +201,24 @@ def _cmd_glm(args) -> None:
                            "labels": {"3": "m1_left", "4": "m1_right", "5": "lesion"}},
                description="M1 (Juelich BA4a+BA4p) and lesion on the BOLD grid", dtype="uint8")
     voxel_ml = float(abs(np.linalg.det(boldref.affine[:3, :3]))) / 1000.0
+    fwhm_voxels = glm.smoothness_fwhm_mm / np.asarray(boldref.header.get_zooms()[:3], dtype=float)
     if side in ("left", "right"):
         contra = "right" if side == "left" else "left"
         m1 = {"ipsilesional": m1_side[label_of[f"m1_{side}"]],
               "contralesional": m1_side[label_of[f"m1_{contra}"]]}
         metrics = m1_activation(z, psc, m1, lesion=lesion, z_threshold=args.z_threshold,
                                 voxel_volume_ml=voxel_ml, rng=np.random.default_rng(args.seed))
+        metrics.update(m1_fwe(z, m1, lesion=lesion, fwhm_voxels=fwhm_voxels,
+                              voxel_volume_ml=voxel_ml, alpha=args.fwe_alpha))
     else:
         log.warning("lesion side %r: ipsilesional/contralesional metrics are NA", side)
         empty = {h: np.zeros(z.shape, dtype=bool) for h in HEMISPHERES}
         metrics = {k: float("nan") for k in m1_activation(
             z, psc, empty, lesion=None, z_threshold=args.z_threshold, voxel_volume_ml=voxel_ml,
             rng=np.random.default_rng(0))}
+        metrics.update(m1_fwe(z, empty, lesion=None, fwhm_voxels=fwhm_voxels,
+                              voxel_volume_ml=voxel_ml, alpha=args.fwe_alpha))
+    metrics["bold_smoothness_fwhm_mm"] = float(np.prod(glm.smoothness_fwhm_mm) ** (1 / 3))
     write_json(args.out_metrics, metrics)
 
     t1w = nib.load(args.t1w)
@@ -268,6 +274,8 @@ def register(command) -> None:
     p.add_argument("--spike-regressors", choices=("yes", "no"), default="yes")
     p.add_argument("--fd-threshold-mm", type=float, default=0.5)
     p.add_argument("--z-threshold", type=float, default=3.1)
+    p.add_argument("--fwe-alpha", type=float, default=0.05,
+                   help="family-wise error rate of the small-volume-corrected M1 threshold")
     p.add_argument("--atlas-min-fraction", type=float, default=0.5)
     p.add_argument("--lesion-min-fraction", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0, help="bootstrap LI random seed")

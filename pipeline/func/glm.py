@@ -26,11 +26,15 @@ class GlmResult:
     z_maps, effect_maps : dict of str to nibabel.Nifti1Image
         Per contrast: z statistic, and effect size in percent signal change
         (the BOLD series is scaled to percent of each voxel's mean).
+    smoothness_fwhm_mm : ndarray, shape (3,)
+        Smoothness of the standardized (whitened) residuals, as the FWHM (mm)
+        of an equivalent Gaussian kernel per axis (:func:`pipeline.func.fwe.smoothness_fwhm`).
     """
 
     design_matrix: pd.DataFrame
     z_maps: dict
     effect_maps: dict
+    smoothness_fwhm_mm: np.ndarray | None = None
 
 
 def confound_regressors(parameters: np.ndarray, fd_mm: np.ndarray, *, motion_model: str = "24",
@@ -179,6 +183,7 @@ def fit_first_level(
     from nilearn.maskers import NiftiMasker
 
     from pipeline.func.autocorrelation import prewhitened_fit, smooth_in_mask
+    from pipeline.func.fwe import smoothness_fwhm
 
     if noise_model != "ols" and not (noise_model.startswith("ar") and noise_model[2:].isdigit()
                                      and int(noise_model[2:]) >= 1):
@@ -192,12 +197,12 @@ def fit_first_level(
         add_reg_names=list(confounds.columns) if confounds.shape[1] else None)
     masker = NiftiMasker(mask_img=mask, smoothing_fwhm=smoothing_fwhm_mm, standardize=None).fit()
     data, _ = mean_scaling(masker.transform(bold).astype(np.float64), 0)
+    inside = np.asarray(masker.mask_img_.dataobj) > 0
+    voxel_mm = np.asarray(masker.mask_img_.header.get_zooms()[:3], dtype=float)
     if noise_model == "ols":
         labels = np.zeros(data.shape[1], dtype=int)
         results = {0: OLSModel(design.to_numpy()).fit(data)}
     else:
-        inside = np.asarray(masker.mask_img_.dataobj) > 0
-        voxel_mm = masker.mask_img_.header.get_zooms()[:3]
         smooth = None
         if autocorrelation_fwhm_mm:
             def smooth(values):
@@ -208,6 +213,12 @@ def fit_first_level(
         logger.info("GLM noise %s: median AR coefficients %s", noise_model,
                     np.round(np.median(ar, axis=0), 3).tolist())
     del data
+    residuals = np.empty((design.shape[0], labels.shape[0]))
+    for name, result in results.items():
+        residuals[:, labels == name] = result.whitened_residuals
+    fwhm_mm = smoothness_fwhm(residuals, inside) * voxel_mm
+    del residuals
+    logger.info("residual smoothness FWHM %s mm", np.round(fwhm_mm, 2).tolist())
     z_maps, effect_maps = {}, {}
     for name, expression in contrasts.items():
         vector = expression_to_contrast_vector(expression, list(design.columns))
@@ -215,4 +226,4 @@ def fit_first_level(
         z_maps[name] = masker.inverse_transform(contrast.z_score())
         effect_maps[name] = masker.inverse_transform(contrast.effect_size())
     logger.info("GLM: %d volumes x %d regressors, contrasts %s", *design.shape, list(contrasts))
-    return GlmResult(design, z_maps, effect_maps)
+    return GlmResult(design, z_maps, effect_maps, fwhm_mm)

@@ -55,6 +55,11 @@ def test_func_rules_on_a_phantom_session(tiny_trial, tmp_path):
     # activation: peak in the planted hemisphere's M1
     assert truth["bold_peak_hemisphere"] == "ipsilesional"
     assert metrics["bold_m1_peak_z_ipsilesional"] > 3.1
+    # small-volume FWE threshold over bilateral M1, from the residuals' smoothness
+    # (4 mm voxels, 6 mm smoothing on top of the phantom's own)
+    assert 4.5 < metrics["bold_smoothness_fwhm_mm"] < 14.0  # measured 5.8 (lag-1 estimate, 1.5 voxels)
+    assert 3.5 < metrics["bold_m1_fwe_z_threshold"] < 5.0
+    assert metrics["bold_m1_active_fwe_ml_contralesional"] <= metrics["bold_m1_active_ml_contralesional"]
     for name in ("motion", "tsnr", "coreg", "design", "zmap"):
         assert (out / f"sub-{SUB}" / f"ses-{SES}" / "figures"
                 / f"{stem}_desc-{name}_bold.png").stat().st_size > 5000

@@ -58,7 +58,8 @@ register_reportlet(
     "prewhitening with the residual autocorrelation bias-corrected for the design and smoothed "
     "at 15 mm (Worsley et al. 2002, fmristat); "
     "M1 and lesion brought to the BOLD grid through the BOLD->T1w transform; lesion voxels "
-    "excluded; LI = (I - C)/(I + C).",
+    "excluded; LI = (I - C)/(I + C). Small-volume FWE threshold over bilateral M1 by Gaussian "
+    "random field theory (Worsley et al. 1996) with the smoothness of the GLM residuals.",
 )
 
 
@@ -158,6 +159,7 @@ rule func_glm:
         spikes="yes" if FUNC["spike_regressors"] else "no",
         fd_threshold_mm=config["qc"]["bold_fd_threshold_mm"],
         z_threshold=FUNC["z_threshold"],
+        fwe_alpha=FUNC["m1_fwe_alpha"],
         atlas_min_fraction=FUNC["atlas_min_fraction"],
         lesion_min_fraction=FUNC["lesion_min_fraction"],
     container:
@@ -182,5 +184,6 @@ rule func_glm:
         " --high-pass-hz {params.high_pass_hz} --smoothing-fwhm-mm {params.fwhm}"
         " --noise-model {params.noise} --motion-regressors {params.motion}"
         " --spike-regressors {params.spikes} --fd-threshold-mm {params.fd_threshold_mm}"
-        " --z-threshold {params.z_threshold} --atlas-min-fraction {params.atlas_min_fraction}"
+        " --z-threshold {params.z_threshold} --fwe-alpha {params.fwe_alpha}"
+        " --atlas-min-fraction {params.atlas_min_fraction}"
         " --lesion-min-fraction {params.lesion_min_fraction} --threads {threads} --log {log}"
