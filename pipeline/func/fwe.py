@@ -67,10 +67,9 @@ def resel_counts(region: np.ndarray, fwhm_voxels) -> np.ndarray:
     """
     m = np.pad(np.asarray(region, dtype=bool), 1)
     fx, fy, fz = (float(f) for f in fwhm_voxels)
-    x0, x1 = m[:-1, :, :], m[1:, :, :]
-    ex = (x0 & x1)
-    ey = (m[:, :-1, :] & m[:, 1:, :])
-    ez = (m[:, :, :-1] & m[:, :, 1:])
+    ex = m[:-1, :, :] & m[1:, :, :]
+    ey = m[:, :-1, :] & m[:, 1:, :]
+    ez = m[:, :, :-1] & m[:, :, 1:]
     fxy = ex[:, :-1, :] & ex[:, 1:, :]
     fxz = ex[:, :, :-1] & ex[:, :, 1:]
     fyz = ey[:, :, :-1] & ey[:, :, 1:]
