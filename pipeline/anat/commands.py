@@ -70,6 +70,7 @@ def _cmd_register(args) -> None:
                 workdir=tmp, lesion=lesion, registration_voxel_mm=args.registration_voxel_mm)
             register.chain_through_baseline(
                 preproc, rigid, args.baseline_mni_to_t1w, args.baseline_t1w_to_mni,
+                baseline_preproc=nib.load(args.baseline_preproc),
                 mni_to_t1w_out=args.out_mni_to_t1w, t1w_to_mni_out=args.out_t1w_to_mni)
             params["method"] = "rigid to the baseline session, composed with its SyN"
             sources += [args.baseline_preproc, args.baseline_mni_to_t1w]

@@ -106,3 +106,46 @@ def compose_to_h5(reference, transformlist, out) -> None:
                                      transformlist=[str(t) for t in transformlist],
                                      compose=str(Path(tmp) / "chain_"))
         write_displacement_h5(ants.image_read(path), out)
+
+
+def displacement_field(reference, transform):
+    """The single ANTs transform file ``transform`` as a displacement-field
+    ANTsImage on the grid of ``reference`` (composed by ANTs, alone)."""
+    import ants
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = ants.apply_transforms(fixed=reference, moving=reference,
+                                     transformlist=[str(transform)],
+                                     compose=str(Path(tmp) / "field_"))
+        return ants.image_read(path)
+
+
+def grid_points(image) -> np.ndarray:
+    """LPS coordinates (mm) of the voxel centres of an ANTsImage, (N, 3), C order."""
+    idx = np.indices(image.shape, dtype=np.float32).reshape(3, -1).T
+    direction = np.asarray(image.direction, float)
+    return (np.asarray(image.origin) + (idx * np.asarray(image.spacing)) @ direction.T)
+
+
+def sample_field(field, points: np.ndarray) -> np.ndarray:
+    """Trilinear displacement of ``field`` (ANTsImage, LPS mm) at LPS ``points``;
+    zero outside the field's grid, as ITK's DisplacementFieldTransform."""
+    from scipy import ndimage
+
+    direction = np.asarray(field.direction, float)
+    idx = ((points - np.asarray(field.origin)) @ np.linalg.inv(direction).T
+           / np.asarray(field.spacing))
+    arr = field.numpy()
+    return np.stack([ndimage.map_coordinates(arr[..., k], idx.T, order=1, mode="constant",
+                                             cval=0.0) for k in range(3)], axis=-1)
+
+
+def write_points_map(reference, mapped: np.ndarray, out) -> None:
+    """Write the map ``voxel centre of reference -> mapped`` (LPS, (N, 3)) as a
+    displacement-field ``.h5`` on the grid of ``reference``."""
+    import ants
+
+    disp = (mapped - grid_points(reference)).reshape(*reference.shape, 3).astype(np.float32)
+    field = ants.from_numpy(disp, origin=list(reference.origin), spacing=list(reference.spacing),
+                            direction=np.asarray(reference.direction), has_components=True)
+    write_displacement_h5(field, out)

@@ -124,6 +124,47 @@ def test_composed_h5_equals_the_transform_chain(tmp_path):
     assert np.abs(direct.numpy() - chained.numpy())[inside].mean() < 0.01
 
 
+def test_follow_up_chain_applies_rigid_then_baseline_syn(tmp_path):
+    """A follow-up session's MNI -> T1w warp must equal warping to the baseline
+    and then through the rigid transform: a baseline composite (affine + SyN
+    field, as ants.registration writes it) chained with a rigid .mat."""
+    import ants
+
+    from pipeline.anat.register import chain_through_baseline
+    from pipeline.antsio import from_ants, to_ants
+
+    _, r, probs = _sphere_phantom(shape=(30, 34, 28), voxel=2.0, wm_radius=12.0)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = -np.array([30, 34, 28])
+    base = nib.Nifti1Image((probs[..., 2] + 0.5 * probs[..., 1]).astype(np.float32), affine)
+    coords = np.indices(r.shape)
+    template = to_ants(nib.Nifti1Image(
+        (base.get_fdata() * (1 + 0.02 * coords[0]) + 0.01 * coords[1]).astype(np.float32),
+        affine))
+    template.set_origin([o + 3.0 for o in template.origin])  # a template shifted 3 mm
+    reg = ants.registration(fixed=to_ants(base), moving=template, type_of_transform="SyN",
+                            reg_iterations=(5, 0, 0), write_composite_transform=True,
+                            outprefix=str(tmp_path / "base_"), verbose=False)
+    base_h5 = reg["fwdtransforms"]
+    base_h5 = base_h5 if isinstance(base_h5, str) else base_h5[0]
+    rigid = ants.create_ants_transform(transform_type="Euler3DTransform", dimension=3,
+                                       center=[0.0, 0.0, 0.0])
+    rigid.set_parameters([0.12, -0.05, 0.08, 4.0, -3.0, 2.0])
+    ants.write_transform(rigid, str(tmp_path / "rigid.mat"))
+    chain_through_baseline(base, str(tmp_path / "rigid.mat"), base_h5, base_h5,
+                           baseline_preproc=base, mni_to_t1w_out=tmp_path / "fwd.h5",
+                           t1w_to_mni_out=tmp_path / "inv.h5")
+    composite = ants.apply_transforms(fixed=to_ants(base), moving=template,
+                                      transformlist=[str(tmp_path / "fwd.h5")]).numpy()
+    on_baseline = ants.apply_transforms(fixed=to_ants(base), moving=template,
+                                        transformlist=[base_h5])
+    two_step = ants.apply_transforms(fixed=to_ants(base), moving=on_baseline,
+                                     transformlist=[str(tmp_path / "rigid.mat")]).numpy()
+    inside = from_ants(to_ants(base)).get_fdata() > 0.2
+    inside[:4], inside[-4:], inside[:, :4], inside[:, -4:] = False, False, False, False
+    assert np.abs(composite - two_step)[inside].mean() < 0.02 * np.abs(two_step[inside]).mean()
+
+
 # --- thickness ------------------------------------------------------------------
 
 def test_direct_thickness_of_shells_with_a_lesion():
