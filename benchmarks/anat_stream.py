@@ -1,5 +1,5 @@
-"""Time the whole anatomy stream on one phantom session, and validate the fast
-DiReCT configuration against ANTs' default settings.
+"""Time the whole anatomy stream on one phantom session, and validate the
+configured thickness method against DiReCT with ANTs' default settings.
 
     python benchmarks/anat_stream.py --out /tmp/anat_bench              # 1 mm session
     python benchmarks/anat_stream.py --out /tmp/anat_bench --skip-stream --compare-default \
@@ -9,12 +9,13 @@ Each stage runs as its ``resstore`` command (as Snakemake runs it), so wall
 time and peak resident memory (``ru_maxrss`` of the child) are those of a
 rule. Goal: whole stream <= 5 min wall on 2 threads, peak <= 4 GB.
 
-``--compare-default`` runs DiReCT twice on the same segmentation: ANTs'
+``--compare-default`` runs, on the same segmentation, DiReCT with ANTs'
 defaults (45 iterations, gradient step 0.025, smoothing 1.5, on the T1w grid)
-and the configuration of configs/config.yaml (``thickness_voxel_mm``,
-``thickness_iterations``); the default run can be made on a coarser copy of
-the segmentation: ``--compare-crop-mm`` runs both on a cube around the motor
-cortex when the whole-brain 1 mm default is too slow.
+and the configured method of configs/config.yaml (``thickness_method``: the
+Laplace thickness with ``thickness_grid_mm`` and ``thickness_sulcal_jump_mm``,
+or DiReCT with ``thickness_voxel_mm``, ``thickness_iterations``);
+``--compare-crop-mm`` runs both on a cube around the motor cortex when the
+whole-brain 1 mm default is too slow.
 Reported: the speed ratio and the mean absolute thickness difference over
 cortical voxels where both are non-zero. Writes ``anat_stream.json``.
 """
@@ -67,8 +68,16 @@ def simulate_session(out: Path, voxel_mm: float, seed: int) -> dict:
     return paths
 
 
-def run_stream(t1w: Path, lesion: Path, out: Path, *, threads: int, cfg: dict) -> dict:
+def run_stream(t1w: Path, lesion: Path, out: Path, *, threads: int, cfg: dict,
+               baseline: Path | None = None) -> dict:
+    """The four anatomy commands on one session (a follow-up session when
+    ``baseline`` is the output directory of its baseline's run)."""
     rs = [sys.executable, "-m", "pipeline"]
+    follow = [] if baseline is None else [
+        "--baseline-preproc", str(baseline / "preproc.nii.gz"),
+        "--baseline-mask", str(baseline / "mask.nii.gz"),
+        "--baseline-mni-to-t1w", str(baseline / "mni2t1w.h5"),
+        "--baseline-t1w-to-mni", str(baseline / "t1w2mni.h5")]
     o = {k: str(out / k) for k in (
         "preproc.nii.gz", "mask.nii.gz", "affine.mat", "bm.json", "bm.png", "mni2t1w.h5",
         "t1w2mni.h5", "atlas.nii.gz", "dk.nii.gz", "reg.json", "reg.png", "brain.nii.gz",
@@ -86,7 +95,8 @@ def run_stream(t1w: Path, lesion: Path, out: Path, *, threads: int, cfg: dict) -
                           o["atlas.nii.gz"], "--out-dk", o["dk.nii.gz"], "--out-metrics",
                           o["reg.json"], "--out-figure", o["reg.png"],
                           "--registration-voxel-mm", str(cfg["registration_voxel_mm"]),
-                          "--syn-iterations", *[str(i) for i in cfg["syn_iterations"]]] + th,
+                          "--syn-iterations", *[str(i) for i in cfg["syn_iterations"]]]
+                    + follow + th,
         "segment": rs + ["anat-segment", "--t1w-preproc", o["preproc.nii.gz"], "--mni-to-t1w",
                          o["mni2t1w.h5"], "--lesion-mask", str(lesion), "--out-mask",
                          o["brain.nii.gz"], "--out-dseg", o["dseg.nii.gz"], "--out-probseg",
@@ -97,7 +107,10 @@ def run_stream(t1w: Path, lesion: Path, out: Path, *, threads: int, cfg: dict) -
                            o["atlas.nii.gz"], "--dk", o["dk.nii.gz"], "--out-thickness",
                            o["thickness.nii.gz"], "--out-table", o["thickness.tsv"],
                            "--out-metrics", o["thickness.json"], "--out-figure",
-                           o["thickness.png"], "--voxel-mm", str(cfg["thickness_voxel_mm"]),
+                           o["thickness.png"], "--method", cfg["thickness_method"],
+                           "--grid-mm", str(cfg["thickness_grid_mm"]),
+                           "--sulcal-jump-mm", str(cfg["thickness_sulcal_jump_mm"]),
+                           "--voxel-mm", str(cfg["thickness_voxel_mm"]),
                            "--iterations", str(cfg["thickness_iterations"])] + th,
     }
     result = {}
@@ -109,7 +122,7 @@ def run_stream(t1w: Path, lesion: Path, out: Path, *, threads: int, cfg: dict) -
 
 
 def compare_default(out: Path, *, crop_mm: float | None, cfg: dict, threads: int) -> dict:
-    """DiReCT with ANTs defaults on the T1w grid vs the configured settings, same input.
+    """DiReCT with ANTs defaults on the T1w grid vs the configured method, same input.
 
     With ``crop_mm``, both run on a cube of that size (mm) around the motor
     cortex (atlas M1 labels) at the T1w resolution, since the default on a
@@ -140,18 +153,22 @@ def compare_default(out: Path, *, crop_mm: float | None, cfg: dict, threads: int
         inner = np.zeros(dseg.shape, bool)
         inner[edge:-edge, edge:-edge, edge:-edge] = True
     start = time.perf_counter()
-    default = cortical_thickness(dseg, probseg, voxel_mm=None, crop_margin_mm=0,
+    default = cortical_thickness(dseg, probseg, method="direct", voxel_mm=None, crop_margin_mm=0,
                                  **KK_DEFAULT).get_fdata()
     t_default = time.perf_counter() - start
     start = time.perf_counter()
-    fast = cortical_thickness(dseg, probseg, voxel_mm=cfg["thickness_voxel_mm"], crop_margin_mm=0,
-                              iterations=cfg["thickness_iterations"]).get_fdata()
+    if cfg["thickness_method"] == "laplace":
+        configured = {"method": "laplace", "grid_mm": cfg["thickness_grid_mm"],
+                      "sulcal_jump_mm": cfg["thickness_sulcal_jump_mm"]}
+    else:
+        configured = {"method": "direct", "voxel_mm": cfg["thickness_voxel_mm"],
+                      "iterations": cfg["thickness_iterations"], "crop_margin_mm": 0}
+    fast = cortical_thickness(dseg, probseg, **configured).get_fdata()
     t_fast = time.perf_counter() - start
     both = (default > 0) & (fast > 0) & inner
     row = {"input_voxel_mm": voxel, "crop_mm": crop_mm, "shape": list(dseg.shape),
            "default": dict(KK_DEFAULT, voxel_mm=voxel),
-           "fast": {"voxel_mm": cfg["thickness_voxel_mm"],
-                    "iterations": cfg["thickness_iterations"]},
+           "fast": configured,
            "default_s": round(t_default, 1), "fast_s": round(t_fast, 1),
            "speed_ratio": round(t_default / t_fast, 2),
            "default_mean_mm": float(default[both].mean()), "fast_mean_mm": float(fast[both].mean()),

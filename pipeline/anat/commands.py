@@ -161,16 +161,24 @@ def _cmd_thickness(args) -> None:
     if side is None:
         side = lesion_side_from_labels(dseg, dk)
         log.info("lesion side from this session's lesion class: %s", side)
-    params = {"voxel_mm": args.voxel_mm, "iterations": args.iterations,
-              "gradient_step": args.gradient_step, "smoothing_sigma": args.smoothing_sigma,
-              "lesion_side": side}
-    thick = cortical_thickness(dseg, probseg, voxel_mm=args.voxel_mm, iterations=args.iterations,
-                               gradient_step=args.gradient_step,
-                               smoothing_sigma=args.smoothing_sigma)
-    metrics, table = regional_thickness(thick, dseg, atlas, dk, lesion_side=side)
+    if args.method == "laplace":
+        params = {"method": "laplace", "grid_mm": args.grid_mm,
+                  "sulcal_jump_mm": args.sulcal_jump_mm}
+        thick, weight = cortical_thickness(dseg, probseg, method="laplace", grid_mm=args.grid_mm,
+                                           sulcal_jump_mm=args.sulcal_jump_mm or None,
+                                           with_surface_weight=True)
+    else:
+        params = {"method": "direct", "voxel_mm": args.voxel_mm, "iterations": args.iterations,
+                  "gradient_step": args.gradient_step, "smoothing_sigma": args.smoothing_sigma}
+        thick = cortical_thickness(dseg, probseg, method="direct", voxel_mm=args.voxel_mm,
+                                   iterations=args.iterations, gradient_step=args.gradient_step,
+                                   smoothing_sigma=args.smoothing_sigma)
+        weight = None
+    params["lesion_side"] = side
+    metrics, table = regional_thickness(thick, dseg, atlas, dk, lesion_side=side, weight=weight)
     sources = [args.dseg, args.probseg, args.atlas, args.dk]
     save_image(thick, args.out_thickness, sources=sources, parameters=params, dtype="float32",
-               description="DiReCT cortical thickness (mm), 0 outside cortex and in the lesion")
+               description=f"{args.method} cortical thickness (mm), 0 outside cortex and in the lesion")
     _atomic_write(Path(args.out_table), lambda tmp: table.to_csv(
         tmp, sep="\t", index=False, na_rep="n/a", float_format="%.4f"))
     write_json(args.out_metrics, metrics)
@@ -217,13 +225,19 @@ def register(command) -> None:
     p.add_argument("--mrf-weight", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=1)
 
-    p = command("anat-thickness", _cmd_thickness, "DiReCT cortical thickness and regional values")
+    p = command("anat-thickness", _cmd_thickness,
+                "cortical thickness (Laplace or DiReCT) and regional values")
     for opt in ("--t1w-preproc", "--dseg", "--probseg", "--atlas", "--dk", "--out-thickness",
                 "--out-table", "--out-metrics", "--out-figure"):
         p.add_argument(opt, required=True)
     p.add_argument("--lesion-side", help="lesion stream's per-subject lesion-side JSON, optional")
+    p.add_argument("--method", choices=("laplace", "direct"), default="laplace")
+    p.add_argument("--grid-mm", type=float, default=1.0,
+                   help="Laplace: T1w voxels subdivided to at most this spacing (mm)")
+    p.add_argument("--sulcal-jump-mm", type=float, default=3.0,
+                   help="Laplace: nearest-WM jump (mm) marking touching sulcal banks (0 = off)")
     p.add_argument("--voxel-mm", type=float, default=None,
-                   help="grid (mm) DiReCT runs on (default: the T1w grid)")
+                   help="DiReCT: grid (mm) it runs on (default: the T1w grid)")
     p.add_argument("--iterations", type=int, default=45)
     p.add_argument("--gradient-step", type=float, default=0.025)
     p.add_argument("--smoothing-sigma", type=float, default=1.5)

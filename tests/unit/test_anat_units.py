@@ -180,7 +180,7 @@ def test_direct_thickness_of_shells_with_a_lesion():
         labels[lesion] = 4
         probs[lesion] = 0
         thick = cortical_thickness(nib.Nifti1Image(labels, affine), nib.Nifti1Image(probs, affine),
-                                   iterations=45).get_fdata()
+                                   method="direct", iterations=45).get_fdata()
         assert not thick[lesion].any()
         assert not thick[labels != 2].any()
         far = (labels == 2) & (np.indices(r.shape)[0] < 15)

@@ -1,7 +1,7 @@
 # Anatomy stream (T1w): N4 + affine template brain mask (input of the lesion
 # stream) -> lesion-masked SyN to MNI152NLin6Asym (atlases to T1w; follow-up
 # visits go through their baseline) -> template brain mask + Atropos tissue
-# classes with a lesion class -> DiReCT cortical thickness and regional values.
+# classes with a lesion class -> cortical thickness (Laplace or DiReCT) and regional values.
 #
 # The lesion mask is optional: LESION_MASK (lesion stream) is an input only once
 # lesion.smk sets LESION_STREAM_READY = True; the input functions
@@ -9,6 +9,7 @@
 # file has been included.
 
 from pipeline.anat.smk_inputs import AnatInputs
+from pipeline.anat.thickness import thickness_methods
 
 T1W_PREPROC = deriv("anat", "T1w", ".nii.gz", desc="preproc")
 BRAIN_MASK = deriv("anat", "mask", ".nii.gz", desc="brain")
@@ -26,7 +27,8 @@ TISSUE_PROBSEG = deriv("anat", "probseg", ".nii.gz", space="T1w", desc="tissue")
 ANAT_SEG_METRICS = deriv("anat", "metrics", ".json", desc="segmentation")
 ANAT_SEG_FIGURE = deriv("figures", "T1w", ".png", desc="segmentation")
 
-THICKNESS_MAP = deriv("anat", "thickness", ".nii.gz", space="T1w", desc="direct")
+THICKNESS_MAP = deriv("anat", "thickness", ".nii.gz", space="T1w",
+                      desc=config["anat"]["thickness_method"])
 THICKNESS_TABLE = deriv("anat", "thickness", ".tsv", space="T1w", desc="dk")
 ANAT_THICKNESS_METRICS = deriv("anat", "metrics", ".json", desc="thickness")
 ANAT_THICKNESS_FIGURE = deriv("figures", "T1w", ".png", desc="thickness")
@@ -62,9 +64,8 @@ register_reportlet(
 register_reportlet(
     modality="T1w", step="thickness", title="Cortical thickness", figure=ANAT_THICKNESS_FIGURE,
     metrics=ANAT_THICKNESS_METRICS,
-    caption="DiReCT cortical thickness (mm); lesion voxels excluded.",
-    methods="DiReCT (ANTs KellyKapowski) on the GM/WM probabilities, cropped to the brain; "
-    "means per hemisphere, in Juelich M1 (BA4a+BA4p) and per Desikan-Killiany region.",
+    caption="Cortical thickness (mm); lesion voxels excluded.",
+    methods=thickness_methods(config["anat"]),
 )
 
 
@@ -198,6 +199,9 @@ rule anat_thickness:
         metrics=ANAT_THICKNESS_METRICS,
         figure=ANAT_THICKNESS_FIGURE,
     params:
+        method=config["anat"]["thickness_method"],
+        grid_mm=config["anat"]["thickness_grid_mm"],
+        jump_mm=config["anat"]["thickness_sulcal_jump_mm"],
         voxel_mm=config["anat"]["thickness_voxel_mm"],
         iterations=config["anat"]["thickness_iterations"],
         optional=ANAT_INPUTS.options(side="lesion-side"),
@@ -216,5 +220,6 @@ rule anat_thickness:
         " --probseg {input.probseg} --atlas {input.atlas} --dk {input.dk}"
         " --out-thickness {output.thickness} --out-table {output.table}"
         " --out-metrics {output.metrics} --out-figure {output.figure} --threads {threads}"
+        " --method {params.method} --grid-mm {params.grid_mm} --sulcal-jump-mm {params.jump_mm}"
         " --voxel-mm {params.voxel_mm} --iterations {params.iterations}"
         " {params.optional} --log {log}"
