@@ -232,7 +232,7 @@ def register(command) -> None:
         p.add_argument(opt, required=True)
     p.add_argument("--lesion-side", help="lesion stream's per-subject lesion-side JSON, optional")
     p.add_argument("--method", choices=("laplace", "direct"), default="laplace")
-    p.add_argument("--grid-mm", type=float, default=1.0,
+    p.add_argument("--grid-mm", type=float, default=0.5,
                    help="Laplace: T1w voxels subdivided to at most this spacing (mm)")
     p.add_argument("--sulcal-jump-mm", type=float, default=3.0,
                    help="Laplace: nearest-WM jump (mm) marking touching sulcal banks (0 = off)")

@@ -213,7 +213,7 @@ rule anat_thickness:
         per_session("benchmarks", "anat_thickness")
     threads: THREADS
     resources:
-        mem_mb=3000,
+        mem_mb=4000,
         runtime=30,
     shell:
         "resstore anat-thickness --t1w-preproc {input.preproc} --dseg {input.dseg}"
