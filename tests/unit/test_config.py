@@ -65,3 +65,18 @@ def test_load_merges_files(tmp_path):
     assert cfg["anat"]["template_mask_dilation_mm"] == 2.0  # default kept
     assert config_hash(cfg) == config_hash(load_config(base, override))
     assert config_hash(cfg) != config_hash(load_config(base))
+
+
+def test_every_yaml_file_of_the_repository_parses():
+    """Schema, configs, feature dictionaries, profiles: a ': ' in an unquoted
+    description once broke the schema and the dictionary at import time."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "*.yaml", "*.yml"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert len(files) >= 5
+    for name in files:
+        try:
+            yaml.safe_load((REPO / name).read_text())
+        except yaml.YAMLError as err:
+            pytest.fail(f"{name}: {err}")
