@@ -50,21 +50,21 @@ def _cropped(arr: np.ndarray, affine: np.ndarray, box) -> nib.Nifti1Image:
 
 def thickness_methods(anat: dict) -> str:
     """Methods text of the thickness reportlet for the ``anat`` config section."""
-    regions = ("Means over GM voxels per hemisphere, in Juelich M1 (BA4a+BA4p) and per "
-               "Desikan-Killiany region; lesion voxels are excluded (the lesion bounds the "
-               "cortex as white matter does).")
+    regions = ("per hemisphere, in Juelich M1 (BA4a+BA4p) and per Desikan-Killiany region; "
+               "lesion voxels are excluded (the lesion bounds the cortex as white matter does).")
     if anat["thickness_method"] == "direct":
         return (f"DiReCT (ANTs KellyKapowski, Das et al. 2009; {anat['thickness_iterations']} "
                 f"iterations) on the GM/WM probabilities, cropped to the brain, on a "
-                f"{anat['thickness_voxel_mm']:g} mm grid. " + regions)
+                f"{anat['thickness_voxel_mm']:g} mm grid. Means over GM voxels " + regions)
     jump = anat["thickness_sulcal_jump_mm"]
     sulci = (f" Sulci whose banks touch (nearest white-matter point jumping by more than "
              f"{jump:g} mm between neighbours) are opened on their medial surface "
              "(as projection-based thickness, Dahnke et al. 2013)." if jump else "")
     return ("Laplace-equation thickness (Jones et al. 2000; field-line lengths by the "
-            "PDEs of Yezzi & Prince 2003): GM/WM probabilities interpolated onto a grid of at "
-            f"most {anat['thickness_grid_mm']:g} mm, boundaries at probability 0.5." + sulci
-            + " " + regions)
+            "PDEs of Yezzi & Prince 2003) on a grid subdividing the T1w voxels to at most "
+            f"{anat['thickness_grid_mm']:g} mm, each voxel keeping its GM/WM fractions (sub-voxel "
+            "boundaries)." + sulci + " Means weighted to the central surface (one value per "
+            "cortical column) " + regions)
 
 
 def _lesion_as_white_matter(dseg: nib.Nifti1Image, probseg: nib.Nifti1Image):

@@ -116,3 +116,17 @@ def test_unknown_method_is_a_named_error():
     with pytest.raises(ValueError, match="unknown thickness method"):
         cortical_thickness(nib.Nifti1Image(_labels(probs), affine), nib.Nifti1Image(probs, affine),
                            method="freesurfer")
+
+
+def test_methods_text_follows_the_config():
+    import yaml
+
+    from pipeline.anat.thickness import thickness_methods
+    from tests.conftest import REPO
+
+    anat = yaml.safe_load((REPO / "configs" / "config.yaml").read_text())["anat"]
+    text = thickness_methods(anat)
+    assert "Laplace" in text and "0.5 mm" in text and "3 mm" in text and "DiReCT" not in text
+    assert "opened" not in thickness_methods({**anat, "thickness_sulcal_jump_mm": 0})
+    direct = thickness_methods({**anat, "thickness_method": "direct"})
+    assert direct.startswith("DiReCT") and "Laplace" not in direct
