@@ -29,11 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anat_stream import run_stream  # noqa: E402
 
 
-def _dice(a, b) -> float:
-    a, b = np.asarray(a) > 0, np.asarray(b) > 0
-    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
-
-
 def simulate_pair(out: Path, *, voxel_mm: float, thinning_mm: float, seed: int) -> dict:
     import nibabel as nib
 
@@ -66,6 +61,7 @@ def simulate_pair(out: Path, *, voxel_mm: float, thinning_mm: float, seed: int) 
 def evaluate(inputs: dict, outputs: dict, *, thinning_mm: float) -> dict:
     import nibabel as nib
 
+    from pipeline.lesion.measures import dice
     from pipeline.templates import ATLAS_REGION_LABELS
 
     def load(path):
@@ -77,9 +73,9 @@ def evaluate(inputs: dict, outputs: dict, *, thinning_mm: float) -> dict:
         dseg, truth = load(o / "dseg.nii.gz"), load(i / "dseg.nii.gz")
         atlas = load(o / "atlas.nii.gz")
         result[name] = {
-            "brain_dice": _dice(load(o / "brain.nii.gz"), load(i / "brain.nii.gz")),
-            "gm_dice": _dice(dseg == 2, truth == 2), "wm_dice": _dice(dseg == 3, truth == 3),
-            "atlas_dice": {region: _dice(atlas == label, load(i / f"{region}.nii.gz"))
+            "brain_dice": dice(load(o / "brain.nii.gz"), load(i / "brain.nii.gz")),
+            "gm_dice": dice(dseg == 2, truth == 2), "wm_dice": dice(dseg == 3, truth == 3),
+            "atlas_dice": {region: dice(atlas == label, load(i / f"{region}.nii.gz"))
                            for label, region in ATLAS_REGION_LABELS.items()},
             "thickness": json.loads((o / "thickness.json").read_text()),
         }

@@ -162,19 +162,13 @@ def _cmd_thickness(args) -> None:
         side = lesion_side_from_labels(dseg, dk)
         log.info("lesion side from this session's lesion class: %s", side)
     if args.method == "laplace":
-        params = {"method": "laplace", "grid_mm": args.grid_mm,
-                  "sulcal_jump_mm": args.sulcal_jump_mm}
-        thick, weight = cortical_thickness(dseg, probseg, method="laplace", grid_mm=args.grid_mm,
-                                           sulcal_jump_mm=args.sulcal_jump_mm or None,
-                                           with_surface_weight=True)
+        options = {"grid_mm": args.grid_mm, "sulcal_jump_mm": args.sulcal_jump_mm or None}
     else:
-        params = {"method": "direct", "voxel_mm": args.voxel_mm, "iterations": args.iterations,
-                  "gradient_step": args.gradient_step, "smoothing_sigma": args.smoothing_sigma}
-        thick = cortical_thickness(dseg, probseg, method="direct", voxel_mm=args.voxel_mm,
-                                   iterations=args.iterations, gradient_step=args.gradient_step,
-                                   smoothing_sigma=args.smoothing_sigma)
-        weight = None
-    params["lesion_side"] = side
+        options = {"voxel_mm": args.voxel_mm, "iterations": args.iterations,
+                   "gradient_step": args.gradient_step, "smoothing_sigma": args.smoothing_sigma}
+    thick, weight = cortical_thickness(dseg, probseg, method=args.method,
+                                       with_surface_weight=True, **options)
+    params = {"method": args.method, **options, "lesion_side": side}
     metrics, table = regional_thickness(thick, dseg, atlas, dk, lesion_side=side, weight=weight)
     sources = [args.dseg, args.probseg, args.atlas, args.dk]
     save_image(thick, args.out_thickness, sources=sources, parameters=params, dtype="float32",

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 _AXES = 3
 
 
-def _subdivision(zooms: np.ndarray, grid_mm: float) -> np.ndarray:
+def subdivision(zooms: np.ndarray, grid_mm: float) -> np.ndarray:
     """Integer subdivision per axis so the fine voxel is at most ``grid_mm``."""
     return np.maximum(1, np.ceil(zooms / grid_mm - 1e-6)).astype(int)
 
@@ -105,9 +105,9 @@ def _neighbours(shape):
 
 def _solve_potential(gm: np.ndarray, outside: np.ndarray, spacing: np.ndarray,
                      tol: float) -> np.ndarray:
-    """Harmonic ``u`` in ``gm`` with u = 0 on non-GM, non-outside voxels (white
-    matter) and u = 1 on ``outside`` (flat arrays padded so GM never touches
-    the array edge). Conjugate gradients on the 7-point Laplacian."""
+    """Harmonic ``u`` in ``gm`` with u = 1 on ``outside`` and 0 on every other
+    voxel (white matter); 3D masks padded so GM never touches the array edge.
+    Conjugate gradients on the 7-point Laplacian."""
     shape = gm.shape
     strides = _neighbours(shape)
     idx = np.flatnonzero(gm)
@@ -270,7 +270,7 @@ def laplace_thickness(gm: np.ndarray, wm: np.ndarray, spacing, *,
         gm &= ~sulci
         outside |= sulci
     # grey-matter components that touch both surfaces; others have no thickness
-    comp, ncomp = ndimage.label(gm)
+    comp, _ = ndimage.label(gm)
     touch_w = np.unique(comp[ndimage.binary_dilation(wm) & gm])
     touch_o = np.unique(comp[ndimage.binary_dilation(outside) & gm])
     keep = np.intersect1d(touch_w, touch_o)
@@ -279,7 +279,7 @@ def laplace_thickness(gm: np.ndarray, wm: np.ndarray, spacing, *,
     if not gm.any():
         crop = thick[2:-2, 2:-2, 2:-2]
         return (crop, np.zeros_like(crop)) if return_depth else crop
-    u = _solve_potential(gm, outside & ~gm, spacing, tol=1e-6)
+    u = _solve_potential(gm, outside, spacing, tol=1e-6)
     idx = np.flatnonzero(gm)
     strides = _neighbours(gm.shape)
     flat = u.ravel()
@@ -289,7 +289,7 @@ def laplace_thickness(gm: np.ndarray, wm: np.ndarray, spacing, *,
     norm = np.linalg.norm(tangent, axis=0)
     tangent = tangent / np.maximum(norm, 1e-12)
     l0 = _path_length(idx, tangent, u, wm.ravel(), spacing, +1)
-    l1 = _path_length(idx, tangent, u, (outside & ~gm).ravel(), spacing, -1)
+    l1 = _path_length(idx, tangent, u, outside.ravel(), spacing, -1)
     del u
     values = l0 + l1
     ok = np.isfinite(values) & (norm > 1e-9) & (values > 0)

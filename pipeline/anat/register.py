@@ -216,21 +216,22 @@ def chain_through_baseline(t1w_preproc: nib.Nifti1Image, rigid_to_baseline_mat: 
     steps; MNI -> T1w -> MNI round trips off by 13 mm), which put the
     follow-up visits' atlas regions off by the head movement between visits.
     """
-    from pipeline.anat.xfm import displacement_field, grid_points, sample_field, write_points_map
+    from pipeline.anat.xfm import displacement_field, grid_points, sample_field, write_field
 
     reference = to_ants(t1w_preproc)
     template_grid = to_ants(templates.fsl_mni152_brain())
     matrix, offset = linear_matrix(rigid_to_baseline_mat)  # session point -> baseline point
     # this session -> baseline -> MNI, on this session's grid
-    base_field = displacement_field(to_ants(baseline_preproc), baseline_mni_to_t1w)
-    y = grid_points(reference) @ matrix.T + offset
-    write_points_map(reference, y + sample_field(base_field, y), mni_to_t1w_out)
-    del base_field, y
+    base_field = displacement_field(to_ants(baseline_preproc), [baseline_mni_to_t1w])
+    x = grid_points(reference)
+    y = x @ matrix.T + offset
+    write_field(reference, y + sample_field(base_field, y) - x, mni_to_t1w_out)
+    del base_field, x, y
     # MNI -> baseline -> this session, on the template grid
-    mni_field = displacement_field(template_grid, baseline_t1w_to_mni)
+    mni_field = displacement_field(template_grid, [baseline_t1w_to_mni])
     z = grid_points(template_grid)
     y = z + mni_field.numpy().reshape(-1, 3)
-    write_points_map(template_grid, (y - offset) @ np.linalg.inv(matrix).T, t1w_to_mni_out)
+    write_field(template_grid, (y - offset) @ np.linalg.inv(matrix).T - z, t1w_to_mni_out)
 
 
 def to_t1w(image_mni: nib.Nifti1Image, reference: nib.Nifti1Image, mni_to_t1w: str, *,

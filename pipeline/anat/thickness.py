@@ -124,19 +124,19 @@ def laplace_cortical_thickness(dseg: nib.Nifti1Image, probseg: nib.Nifti1Image, 
                                crop_margin_mm: float = 6.0, with_surface_weight: bool = False):
     """Laplace-equation thickness (mm) on the T1w grid (see :mod:`pipeline.anat.laplace`).
 
-    Each T1w voxel is subdivided (grid at most ``grid_mm``) and its GM + WM
-    and WM probabilities are kept as sub-voxel volume fractions
+    Each T1w voxel is subdivided (grid at most ``grid_mm``), filling as many
+    sub-voxels with tissue (GM + WM) and with WM as its probabilities say
     (:func:`pipeline.anat.laplace.partial_volume_mask`); the thickness is
-    solved on that grid and each GM
-    voxel of the T1w gets the mean over its sub-voxels (GM voxels whose
-    sub-voxels all fell outside the fine grey matter take the nearest value).
+    solved on that grid and each GM voxel of the T1w gets the mean over its
+    sub-voxels (GM voxels whose sub-voxels all fell outside the fine grey
+    matter take the nearest value).
 
     With ``with_surface_weight`` also returns, per T1w voxel, the share of its
     sub-voxels on the central surface (mid-depth, ``|L0 - L1| <= h``): regional
     means weighted by it count each cortical column once, as thickness sampled
     on the central surface (CAT12; FreeSurfer averages over vertices), whereas
     a mean over GM voxels weights a column by its thickness and overstates the
-    mean (the MNI152 2009a: 4.3 mm over voxels, 3.5 mm on the central surface).
+    mean (the MNI152 2009a: 4.3 mm over voxels, 3.7 mm on the central surface).
     """
     from pipeline.anat import laplace
 
@@ -144,7 +144,7 @@ def laplace_cortical_thickness(dseg: nib.Nifti1Image, probseg: nib.Nifti1Image, 
     zooms = np.asarray(dseg.header.get_zooms()[:3], float)
     box = _crop_box(np.isin(labels, (2, 3, 4)),
                     int(np.ceil(crop_margin_mm / float(zooms.min()))))
-    factors = laplace._subdivision(zooms, grid_mm)
+    factors = laplace.subdivision(zooms, grid_mm)
     tissue = laplace.partial_volume_mask(gm[box] + wm[box], factors)
     white = laplace.partial_volume_mask(wm[box], factors) & tissue
     fine, depth = laplace.laplace_thickness(tissue & ~white, white, zooms / factors,

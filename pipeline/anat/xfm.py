@@ -6,6 +6,12 @@ transform (``.h5``), the format every consumer passes to
 ANTs' point-mapping convention is used throughout: a transform list given to
 ``ants.apply_transforms(fixed, moving, [A, B])`` maps a point of ``fixed``
 first through ``B`` then through ``A`` to ``moving`` (a "pull-back").
+(``ants.apply_transforms_to_points`` applies a list first element first.)
+
+A list that mixes a composite ``.h5`` written by ``ants.registration`` with
+other transforms was measured not to apply that chain; such chains are
+composed point by point instead (:func:`grid_points`, :func:`sample_field`,
+:func:`write_field`; see :func:`pipeline.anat.register.chain_through_baseline`).
 """
 
 from __future__ import annotations
@@ -88,36 +94,25 @@ def write_displacement_h5(field, out) -> None:
     tmp.replace(out)
 
 
-def compose_to_h5(reference, transformlist, out) -> None:
-    """Compose a chain of ANTs transforms into one displacement field on the
-    grid of ``reference`` and write it as ``.h5`` (see :func:`write_displacement_h5`).
+def displacement_field(reference, transformlist):
+    """ANTs transforms composed by ANTs into one displacement-field ANTsImage
+    on the grid of ``reference`` (the "fixed" space whose points they map).
 
-    Parameters
-    ----------
-    reference : ANTsImage
-        Grid of the space whose points the chain maps (the "fixed" space).
-    transformlist : list of str
-        ANTs transform files in ``apply_transforms`` order (none inverted).
+    ``transformlist``: ANTs transform files in ``apply_transforms`` order
+    (none inverted); see the module note on composite ``.h5`` files.
     """
     import ants
 
     with tempfile.TemporaryDirectory() as tmp:
         path = ants.apply_transforms(fixed=reference, moving=reference,
                                      transformlist=[str(t) for t in transformlist],
-                                     compose=str(Path(tmp) / "chain_"))
-        write_displacement_h5(ants.image_read(path), out)
-
-
-def displacement_field(reference, transform):
-    """The single ANTs transform file ``transform`` as a displacement-field
-    ANTsImage on the grid of ``reference`` (composed by ANTs, alone)."""
-    import ants
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = ants.apply_transforms(fixed=reference, moving=reference,
-                                     transformlist=[str(transform)],
                                      compose=str(Path(tmp) / "field_"))
         return ants.image_read(path)
+
+
+def compose_to_h5(reference, transformlist, out) -> None:
+    """:func:`displacement_field` written as ``.h5`` (:func:`write_displacement_h5`)."""
+    write_displacement_h5(displacement_field(reference, transformlist), out)
 
 
 def grid_points(image) -> np.ndarray:
@@ -140,12 +135,12 @@ def sample_field(field, points: np.ndarray) -> np.ndarray:
                                              cval=0.0) for k in range(3)], axis=-1)
 
 
-def write_points_map(reference, mapped: np.ndarray, out) -> None:
-    """Write the map ``voxel centre of reference -> mapped`` (LPS, (N, 3)) as a
-    displacement-field ``.h5`` on the grid of ``reference``."""
+def write_field(reference, displacement: np.ndarray, out) -> None:
+    """Write displacements (LPS mm, (N, 3) in :func:`grid_points` order) of the
+    voxel centres of ``reference`` as a displacement-field ``.h5``."""
     import ants
 
-    disp = (mapped - grid_points(reference)).reshape(*reference.shape, 3).astype(np.float32)
+    disp = displacement.reshape(*reference.shape, 3).astype(np.float32)
     field = ants.from_numpy(disp, origin=list(reference.origin), spacing=list(reference.spacing),
                             direction=np.asarray(reference.direction), has_components=True)
     write_displacement_h5(field, out)
