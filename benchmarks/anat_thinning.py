@@ -52,8 +52,7 @@ def simulate_pair(out: Path, *, voxel_mm: float, thinning_mm: float, seed: int) 
         for key, img in (("T1w", ses.t1w), ("lesion", ses.lesion), ("dseg", ses.dseg),
                          ("brain", ses.brain_mask)):
             nib.save(img, d / f"{key}.nii.gz")
-        for key, img in ses.regions.items():
-            nib.save(img, d / f"{key}.nii.gz")
+        nib.save(ses.atlas_dseg, d / "atlas.nii.gz")
         sessions[name] = d
     return sessions
 
@@ -71,11 +70,11 @@ def evaluate(inputs: dict, outputs: dict, *, thinning_mm: float) -> dict:
     for name in ("baseline", "m06"):
         i, o = inputs[name], outputs[name]
         dseg, truth = load(o / "dseg.nii.gz"), load(i / "dseg.nii.gz")
-        atlas = load(o / "atlas.nii.gz")
+        atlas, truth_atlas = load(o / "atlas.nii.gz"), load(i / "atlas.nii.gz")
         result[name] = {
             "brain_dice": dice(load(o / "brain.nii.gz"), load(i / "brain.nii.gz")),
             "gm_dice": dice(dseg == 2, truth == 2), "wm_dice": dice(dseg == 3, truth == 3),
-            "atlas_dice": {region: dice(atlas == label, load(i / f"{region}.nii.gz"))
+            "atlas_dice": {region: dice(atlas == label, truth_atlas == label)
                            for label, region in ATLAS_REGION_LABELS.items()},
             "thickness": json.loads((o / "thickness.json").read_text()),
         }

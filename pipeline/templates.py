@@ -8,9 +8,11 @@ Two template spaces are used, and each atlas stays in the space it was drawn in:
   come back to a subject through the same transform.
 * ``MNI152NLin2009aSym`` -- nilearn's MNI152 2009a T1 with GM/WM probability
   maps and brain mask (1 mm, 197 x 233 x 189). Used as tissue priors and by the
-  phantom generator. Both are MNI coordinate spaces; where an atlas is moved
-  from NLin6Asym to 2009a, it is resampled through world (mm) coordinates with
-  an identity transform (the two templates differ by a few mm at the cortex).
+  phantom generator. Both are MNI coordinate spaces but not the same anatomy
+  (a few mm apart at the cortex): the pipeline's tissue priors follow the
+  subject's NLin6Asym warp through world coordinates (blurred priors, a few mm
+  matter little), while the phantom brings the atlases onto 2009a through a
+  template-to-template SyN (``pipeline.simulate.layers.fsl_to_2009a``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,33 @@ JUELICH_M1 = {
 # (``*_space-T1w_desc-atlas_dseg.nii.gz``): Juelich CST (probability > 25 %)
 # and primary motor cortex BA4a + BA4p (probability > 25 %), per hemisphere.
 ATLAS_REGION_LABELS = {1: "cst_left", 2: "cst_right", 3: "m1_left", 4: "m1_right"}
+
+# Probability above which an atlas region counts as "in" the region (Juelich
+# maps are often thresholded at 25 %).
+ATLAS_THRESHOLD = 0.25
+
+
+def atlas_region_labels(probabilities: dict) -> np.ndarray:
+    """The region labelling rule: probability > 25 %, a voxel in two regions
+    takes the one of higher probability (CST and M1 overlap where the tract
+    reaches the cortex).
+
+    Parameters
+    ----------
+    probabilities : dict
+        ``{region name: ndarray}`` for every name of :data:`ATLAS_REGION_LABELS`,
+        all on one grid.
+
+    Returns
+    -------
+    ndarray of uint8
+        Labels of :data:`ATLAS_REGION_LABELS` (0 outside every region).
+    """
+    labels = sorted(ATLAS_REGION_LABELS)
+    stack = np.stack([np.asarray(probabilities[ATLAS_REGION_LABELS[k]], dtype=np.float32)
+                      for k in labels])
+    best = np.asarray(labels)[np.argmax(stack, axis=0)]
+    return np.where(stack.max(axis=0) > ATLAS_THRESHOLD, best, 0).astype(np.uint8)
 
 # Harvard-Oxford regions supplied (mostly or wholly) by the middle cerebral artery:
 # lateral frontal, peri-Rolandic, insular, lateral temporal and inferior parietal

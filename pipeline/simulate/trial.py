@@ -284,6 +284,7 @@ def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, sta
     for name, img in anat_session.regions.items():
         region, hemi = name.split("_")
         _save(img, tdir / "anat" / f"{stem}_hemi-{hemi[0].upper()}_desc-{region}_mask.nii.gz")
+    _save(anat_session.atlas_dseg, tdir / "anat" / f"{stem}_desc-atlas_dseg.nii.gz")
     has_lesion = truth["lesion_volume_ml"] > 0
     truth["manual_mask"] = False
     if has_lesion and rng.random() < spec.manual_mask_fraction:
