@@ -1,8 +1,12 @@
 """Accuracy of the fMRI stream on phantom sessions (motion, peak hemisphere, LI, null sessions).
 
 Each session: a new subject warp and head pose, lesion side drawn, a planted
-laterality (``li`` uniform in [0.1, 0.7], total amplitude 2 % as in the trial
-writer) or no task effect (``--null`` sessions). The stream's science runs
+amplitude laterality ``li = (a_I - a_C) / (a_I + a_C)`` of the two hand areas'
+peak PSC, ``|li|`` uniform in [0.1, 0.7] and its sign drawn (after a stroke
+either hemisphere can dominate; a pipeline that always answers "ipsilesional"
+would pass an all-positive draw), total amplitude 2 % as in the trial writer --
+or no task effect (``--null`` sessions). The truth peak hemisphere is the one
+with the higher planted peak. The stream's science runs
 exactly as in the workflow (``preprocess_bold`` -> ``fit_first_level`` ->
 ``m1_activation``) with the phantom's own M1 and brain masks on the BOLD grid
 (the registration step is tested separately; the GLM mask is brain & head
@@ -64,7 +68,7 @@ def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy, motion_inte
     warp = random_subject_warp(rng)
     smap = SessionMap(warp, rigid_matrix(rng.normal(0, 3.0, 3), rng.normal(0, 3.0, 3)))
     side = str(rng.choice(["left", "right"]))
-    li = float(rng.uniform(0.1, 0.7))
+    li = float(rng.uniform(0.1, 0.7) * rng.choice([-1.0, 1.0]))
     total = 0.0 if null else 2.0
     res = simulate_bold(rng=rng, layers=layers, session_map=smap, lesion=None, lesion_side=side,
                         amplitude_ipsilesional=total * (1 + li) / 2,

@@ -300,8 +300,10 @@ def simulate_bold(
     ``d`` the drift, ``sigma_i = B_i / tsnr`` and ``e`` unit-variance AR(1)
     noise (rho 0.3). Laterality index ``LI = (A_I - A_C) / (A_I + A_C)`` with
     ``A`` the sum of planted PSC over a hemisphere's hand area (nan if both
-    are 0); ``peak_hemisphere`` is the one with the larger ``A`` (a tie of
-    non-zero sums counts as ipsilesional), ``mean_fd_mm`` the mean Power FD
+    are 0); ``peak_hemisphere`` is the one holding the largest planted PSC
+    (the activation peak; a tie counts as ipsilesional) -- not the larger
+    ``A``: a weaker but larger hand area can hold more summed signal and a
+    lower peak. ``mean_fd_mm`` is the mean Power FD
     (50 mm radius) over the volumes after the dummy scans. ``amplitude_*_psc``
     are the planted peaks (0 if the lesion removed the whole hand area).
     """
@@ -433,7 +435,8 @@ def simulate_bold(
         "mean_fd_mm": float(fd[1:].mean()) if fd.size > 1 else 0.0,
         "max_fd_mm": float(fd.max()),
         "peak_hemisphere": ("none" if total == 0 else
-                            "ipsilesional" if a_ipsi >= a_contra else "contralesional"),
+                            "ipsilesional" if peak[lesion_side] >= peak[contra_side]
+                            else "contralesional"),
         "task_effect": bool(total > 0),
         "lesion_voxels_bold": int(in_lesion.sum()),
     }

@@ -125,6 +125,23 @@ def test_glm_recovers_planted_activation(layers, session_map):
     assert result.truth["task_effect"] is True
 
 
+def test_peak_hemisphere_is_the_higher_peak_not_the_larger_sum(layers, session_map):
+    """A weaker activation over a larger hand area holds more summed signal
+    (LI towards it) but not the peak."""
+    equal = run(layers, session_map, amplitude_ipsilesional=1.0, amplitude_contralesional=1.0,
+                tsnr=np.inf)
+    li_equal = equal.truth["laterality_index"]  # area (x GM) asymmetry of the two hand areas
+    assert li_equal != 0
+    sizes = {"ipsilesional": 1 + li_equal, "contralesional": 1 - li_equal}
+    small, large = sorted(sizes, key=sizes.get)
+    weaker = (1 + sizes[small] / sizes[large]) / 2  # lower peak, still the larger sum
+    amplitudes = {f"amplitude_{small}": 1.0, f"amplitude_{large}": weaker}
+    result = run(layers, session_map, tsnr=np.inf, **amplitudes)
+    li = result.truth["laterality_index"]
+    assert (li > 0) == (large == "ipsilesional")
+    assert result.truth["peak_hemisphere"] == small
+
+
 def test_null_session(layers, session_map):
     result = run(layers, session_map, amplitude_ipsilesional=0.0, amplitude_contralesional=0.0)
     assert np.isnan(result.truth["laterality_index"])
