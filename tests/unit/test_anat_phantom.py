@@ -77,11 +77,10 @@ def _load(path):
 
 
 # Issue 3 criteria not met on the 2.5 mm tiny trial (measured 2026-11-22, after the follow-up
-# transform fix): brain-mask Dice 0.950, GM Dice 0.83-0.84 (WM 0.87-0.89); atlas M1 Dice
-# 0.79-0.80 at both visits, CST 0.69-0.74; brain volume below the truth (Atropos puts
-# partial-volume GM/CSF voxels in CSF). On a 2 mm pair (benchmarks/anat_thinning.py) brain
-# 0.97, GM 0.88/0.88, M1 0.81-0.83 are met, CST 0.73-0.76 is not. Kept as expected failures
-# until the stream meets them here.
+# transform fix): brain-mask Dice 0.950, GM Dice 0.83-0.84 (WM 0.87-0.89); brain volume below
+# the truth (Atropos puts partial-volume GM/CSF voxels in CSF). On the 1 and 2 mm pairs
+# (benchmarks/anat_thinning.py) brain 0.97-0.98, GM 0.87-0.91 and atlas regions 0.82-0.90 are
+# met. Kept as expected failures until the stream meets them here.
 NOT_MET = pytest.mark.xfail(strict=False, reason="issue 3 acceptance not met on the 2.5 mm phantom")
 
 

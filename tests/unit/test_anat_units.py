@@ -218,3 +218,15 @@ def test_regional_thickness_and_sides():
     with_lesion = dseg.copy()
     with_lesion[8:10, 4:6, 3:5] = 4
     assert lesion_side_from_labels(nib.Nifti1Image(with_lesion, affine), imgs[3]) == "right"
+
+
+def test_atlas_region_labels_threshold_and_overlap():
+    """Above 25 % a voxel joins a region; where two overlap the more probable wins."""
+    from pipeline.templates import ATLAS_REGION_LABELS, atlas_region_labels
+
+    probs = {name: np.zeros(5, np.float32) for name in ATLAS_REGION_LABELS.values()}
+    probs["cst_left"][:] = [0.0, 0.2, 0.6, 0.6, 0.3]
+    probs["m1_left"][:] = [0.0, 0.24, 0.4, 0.7, 0.0]
+    label = {name: k for k, name in ATLAS_REGION_LABELS.items()}
+    np.testing.assert_array_equal(atlas_region_labels(probs),
+                                  [0, 0, label["cst_left"], label["m1_left"], label["cst_left"]])
