@@ -135,3 +135,18 @@ def test_planted_thinning_lowers_every_m1_column(layers):
                            for m in (left, right)]
     assert 0.15 <= means[0.0][0] - means[0.3][0] <= 0.35, means
     assert abs(means[0.0][1] - means[0.3][1]) <= 0.02, means
+
+
+def test_atlases_reach_the_2009a_anatomy_through_a_registration(layers, sessions):
+    """The FSL template registered onto the 2009a brain matches it far better than
+    through the identity, and the session's atlas truth follows the stream's rule."""
+    from pipeline.templates import ATLAS_REGION_LABELS
+
+    assert layers.atlas_transfer["correlation_syn"] > layers.atlas_transfer["correlation_identity"] + 0.1
+    ses = sessions["free"]
+    atlas = np.asarray(ses.atlas_dseg.dataobj)
+    for label, name in ATLAS_REGION_LABELS.items():
+        region = np.asarray(ses.regions[name].dataobj) > 0
+        # every labelled voxel lies in its region; overlap voxels go to one region only
+        assert region[atlas == label].all()
+        assert (atlas == label).sum() >= 0.5 * region.sum()
