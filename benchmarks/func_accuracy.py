@@ -14,7 +14,9 @@ mask, as the workflow's), then is compared with the truth.
 
 Truth LI: ``(A_I - A_C) / (A_I + A_C)``, ``A`` the planted percent signal
 change summed over a hemisphere's hand area (= over its M1, the only place
-with activation); see ``pipeline.simulate.bold.simulate_bold``.
+with activation); see ``pipeline.simulate.bold.simulate_bold``. The noise
+bound of any M1-ROI LI is reported as ``li_oracle_hand_area``: the stream's
+PSC map summed over the *true* hand areas, an ROI no pipeline can know.
 
 Null sessions also report the spread of z over the brain (``z_sd_brain``,
 ``z_fraction_above_3.1``; a valid z-map has 1 and 0.001) and
@@ -58,7 +60,7 @@ def null_floor(m1, *, fwhm_mm, voxel_mm, threshold=3.1, n_fields=300, seed=0):
 
 def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy, motion_interpolation,
                 noise_model):
-    from pipeline.func.activation import m1_activation, m1_fwe
+    from pipeline.func.activation import HEMISPHERES, laterality_index, m1_activation, m1_fwe
     from pipeline.func.glm import confound_regressors, fit_first_level
     from pipeline.func.preprocess import preprocess_bold
     from pipeline.simulate.bold import simulate_bold
@@ -104,6 +106,9 @@ def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy, motion_inte
     truth_rel = parameters_from_transforms(truth_m @ np.linalg.inv(truth_m[0]))
     err = pre.motion.parameters - truth_rel
     sums = {h: float(psc[m1[h]].sum()) for h in m1}
+    # bound on any M1-ROI estimator: the estimated PSC summed over the *true* hand areas
+    hand = {h: res.truth_maps[f"hand_area_{h}"].get_fdata() > 0 for h in m1}
+    oracle = laterality_index(*(float(psc[hand[h]].sum()) for h in HEMISPHERES))
     extra = {"m1_sum_psc_ipsilesional": sums["ipsilesional"],
              "m1_sum_psc_contralesional": sums["contralesional"],
              **{f"truth_sum_psc_{h}": float(res.truth_maps["activation_psc"].get_fdata()[
@@ -128,6 +133,7 @@ def run_session(seed, *, layers, voxel_mm, n_volumes, null, n_dummy, motion_inte
         "smoothness_fwhm_mm": float(np.prod(glm.smoothness_fwhm_mm) ** (1 / 3)),
         "seconds_stream": seconds,
         **{k: v for k, v in metrics.items() if k.startswith("bold_laterality")},
+        "li_oracle_hand_area": oracle,
         **extra,
     }
 
@@ -166,9 +172,10 @@ def main(argv=None):
     if active:
         summary["peak_correct_fraction"] = float(np.mean([r["peak"] == r["truth_peak"] for r in active]))
         for key in ("bold_laterality_index_threshold", "bold_laterality_index_bootstrap",
-                    "bold_laterality_index_roi"):
+                    "bold_laterality_index_roi", "li_oracle_hand_area"):
             err = np.array([r[key] - r["truth_li"] for r in active])
             summary[f"{key}_max_abs_error"] = float(np.nanmax(np.abs(err)))
+            summary[f"{key}_mean_abs_error"] = float(np.nanmean(np.abs(err)))
             summary[f"{key}_mean_error"] = float(np.nanmean(err))
             summary[f"{key}_within_0.15"] = float(np.mean(np.abs(err) <= 0.15))
     if null:
