@@ -80,7 +80,9 @@ def _load(path):
 # transform fix): brain-mask Dice 0.950, GM Dice 0.83-0.84 (WM 0.87-0.89); brain volume below
 # the truth (Atropos puts partial-volume GM/CSF voxels in CSF). On the 1 and 2 mm pairs
 # (benchmarks/anat_thinning.py) brain 0.97-0.98, GM 0.87-0.91 and atlas regions 0.82-0.90 are
-# met. Kept as expected failures until the stream meets them here.
+# met. Atlas regions here (2026-11-22, truth desc-atlas_dseg): left 0.82-0.83, right 0.62-0.66 at
+# both visits -- a one-sided loss not seen on the pairs, not investigated yet. Kept as expected
+# failures until the stream meets them here.
 NOT_MET = pytest.mark.xfail(strict=False, reason="issue 3 acceptance not met on the 2.5 mm phantom")
 
 
@@ -122,10 +124,9 @@ def test_both_sessions_get_consistent_regions(stream, tiny_trial):
         assert abs((follow == label).sum() / (base == label).sum() - 1) < 0.05
 
 
-@pytest.mark.xfail(reason="not met: Laplace thickness measures 0.06 mm (ipsi) and 0.14 mm (contra) "
-                   "M1 change for a planted 0.2 mm at 2.5 mm; the phantom thins only M1 voxels next "
-                   "to visible CSF (29 % of its M1 GM), so its planted value overstates the mean "
-                   "M1 thickness change (noise-free 1 mm template: 0.09 mm for 0.3 mm)", strict=False)
+@pytest.mark.xfail(reason="not met at 2.5 mm: 0.04 mm ipsilesional M1 change measured for a "
+                   "planted 0.2 mm (2026-11-22); 2.5 mm voxels are too coarse for the read-out, "
+                   "the 1 mm pair of benchmarks/anat_thinning.py measures 0.210 for 0.3", strict=False)
 def test_planted_m1_thinning_is_recovered(stream, tiny_trial):
     from pipeline.io import read_json
 
