@@ -45,3 +45,16 @@ def from_ants(image) -> nib.Nifti1Image:
 
     out = ants.to_nibabel_nifti(image)
     return nib.Nifti1Image(np.asarray(out.dataobj, dtype=np.float32), out.affine)
+
+
+def resample_through(image: nib.Nifti1Image, reference: nib.Nifti1Image, transforms, *,
+                     interpolator: str = "linear") -> nib.Nifti1Image:
+    """``image`` resampled onto the grid of ``reference`` through ANTs transform
+    files (one path or a list in ``ants.apply_transforms`` order)."""
+    import ants
+
+    transforms = [transforms] if isinstance(transforms, (str, os.PathLike)) else transforms
+    out = ants.apply_transforms(fixed=to_ants(reference), moving=to_ants(image),
+                                transformlist=[str(t) for t in transforms],
+                                interpolator=interpolator)
+    return from_ants(out)

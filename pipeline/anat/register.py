@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from pipeline import templates
 from pipeline.anat.xfm import linear_matrix
-from pipeline.antsio import from_ants, to_ants
+from pipeline.antsio import resample_through, to_ants
 
 log = logging.getLogger(__name__)
 
@@ -236,11 +236,7 @@ def chain_through_baseline(t1w_preproc: nib.Nifti1Image, rigid_to_baseline_mat: 
 def to_t1w(image_mni: nib.Nifti1Image, reference: nib.Nifti1Image, mni_to_t1w: str, *,
            interpolator: str = "linear") -> nib.Nifti1Image:
     """Resample an MNI152NLin6Asym image onto the T1w grid."""
-    import ants
-
-    out = ants.apply_transforms(fixed=to_ants(reference), moving=to_ants(image_mni),
-                                transformlist=[str(mni_to_t1w)], interpolator=interpolator)
-    return from_ants(out)
+    return resample_through(image_mni, reference, mni_to_t1w, interpolator=interpolator)
 
 
 def atlas_regions_t1w(reference: nib.Nifti1Image, mni_to_t1w: str) -> nib.Nifti1Image:

@@ -23,8 +23,9 @@ from scipy import ndimage
 
 from pipeline import templates
 from pipeline.qc.iqm import largest_component
-from pipeline.simulate.layers import ATLAS_THRESHOLD, TemplateLayers
+from pipeline.simulate.layers import TemplateLayers
 from pipeline.simulate.space import SessionMap, apply_affine, grid_for_fov, pull
+from pipeline.templates import ATLAS_THRESHOLD
 
 # Relative intensities (WM T1w = 1).
 T1W_INTENSITY = {"wm": 1.00, "gm": 0.62, "csf": 0.18, "skull": 0.08, "scalp": 0.85,

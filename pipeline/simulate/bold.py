@@ -35,7 +35,7 @@ import pandas as pd
 from nilearn.glm.first_level.hemodynamic_models import spm_hrf
 from scipy import ndimage
 
-from pipeline.simulate.layers import ATLAS_THRESHOLD, TemplateLayers
+from pipeline.simulate.layers import TemplateLayers
 from pipeline.simulate.space import (
     SessionMap,
     apply_affine,
@@ -44,6 +44,7 @@ from pipeline.simulate.space import (
     rigid_matrix,
     voxel_world_coords,
 )
+from pipeline.templates import ATLAS_THRESHOLD
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +86,7 @@ class BoldResult:
         ``m1_ipsilesional``, ``m1_contralesional`` (M1 masks),
         ``hand_area_ipsilesional``, ``hand_area_contralesional`` (activation
         regions after lesion exclusion), ``brain`` (intracranial GM + WM + CSF
-        fraction >= 0.5), ``gm_fraction`` (healthy grey matter), all on the
-        BOLD grid.
+        fraction >= 0.5), all on the BOLD grid.
     session_from_bold : ndarray, shape (4, 4)
         Rigid map from BOLD scanner mm (volume 0) to the session's T1w scanner mm.
     """
@@ -452,7 +452,6 @@ def simulate_bold(
         "hand_area_ipsilesional": as_image(hand_area[lesion_side], np.uint8),
         "hand_area_contralesional": as_image(hand_area[contra_side], np.uint8),
         "brain": as_image(intracranial >= 0.5, np.uint8),
-        "gm_fraction": as_image(gm * (1 - lesion_frac), np.float32),
     }
     logger.info("simulated BOLD %s x %d vols, LI %.3f, mean FD %.3f mm",
                 shape, n_volumes, laterality, truth["mean_fd_mm"])

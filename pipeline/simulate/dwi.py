@@ -33,7 +33,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from pipeline.simulate.layers import ATLAS_THRESHOLD, TemplateLayers
+from pipeline.simulate.layers import TemplateLayers
 from pipeline.simulate.motion import move_head
 from pipeline.simulate.space import (
     SessionMap,
@@ -50,6 +50,7 @@ from pipeline.simulate.tensor import (
     fractional_anisotropy,
     gradient_scheme,
 )
+from pipeline.templates import ATLAS_THRESHOLD
 
 logger = logging.getLogger(__name__)
 

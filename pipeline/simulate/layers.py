@@ -31,7 +31,6 @@ from pipeline import templates
 
 logger = logging.getLogger(__name__)
 
-ATLAS_THRESHOLD = templates.ATLAS_THRESHOLD
 
 
 @dataclass
@@ -156,21 +155,17 @@ def template_layers() -> TemplateLayers:
     skull = _ramp(outside, 2.0, 7.0) * (mask < 0.5)
     scalp = _ramp(outside, 7.0, 12.0) * (mask < 0.5)
 
-    import ants
-
-    from pipeline.antsio import from_ants, to_ants
+    from pipeline.antsio import resample_through
 
     cst, m1, mca = {}, {}, {}
-    reference = to_ants(tissue["gm"])
     with tempfile.TemporaryDirectory(prefix="resstore_templates_") as tmp:
         transforms, metrics = fsl_to_2009a(tmp)
         logger.info("FSL MNI152 -> 2009a SyN: brain correlation %.3f -> %.3f",
                     metrics["correlation_identity"], metrics["correlation_syn"])
 
         def pull_atlas(img):
-            moved = ants.apply_transforms(fixed=reference, moving=to_ants(img),
-                                          transformlist=transforms, interpolator="linear")
-            return np.clip(from_ants(moved).get_fdata(dtype=np.float32), 0, 1)
+            moved = resample_through(img, tissue["gm"], transforms)
+            return np.clip(moved.get_fdata(dtype=np.float32), 0, 1)
 
         for side in ("left", "right"):
             cst[side] = pull_atlas(templates.atlas_probability("juelich",
