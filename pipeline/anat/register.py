@@ -111,8 +111,9 @@ def syn_to_template(t1w_preproc: nib.Nifti1Image, brain_mask: nib.Nifti1Image, *
     Notes
     -----
     Symmetric normalization (Avants et al., Med Image Anal 2008;12:26-41),
-    Mattes mutual information, ANTsPy defaults for the SyN stage
-    (gradient step 0.2, flow sigma 3, shrink 4/2/1 of the registration grid),
+    Mattes mutual information over every voxel for the affine stage, ANTsPy
+    defaults for the SyN stage (gradient step 0.2, flow sigma 3, shrink 4/2/1
+    of the registration grid),
     ``syn_iterations`` per level, with cost-function masking of the lesion.
     """
     import ants
@@ -133,7 +134,7 @@ def syn_to_template(t1w_preproc: nib.Nifti1Image, brain_mask: nib.Nifti1Image, *
         fixed=fixed, moving=moving, type_of_transform="SyN", mask=fixed_mask,
         mask_all_stages=True, aff_metric="mattes", syn_metric=syn_metric.lower(),
         syn_sampling=2 if syn_metric.upper() == "CC" else 32,
-        aff_random_sampling_rate=0.25, reg_iterations=tuple(syn_iterations), random_seed=seed,
+        aff_random_sampling_rate=1.0, reg_iterations=tuple(syn_iterations), random_seed=seed,
         write_composite_transform=True,
         outprefix=str(workdir / "syn_"), verbose=False)
     warped_mask = ants.apply_transforms(
