@@ -3,8 +3,9 @@ atlas regions, brain mask and tissue classes against the truth.
 
     python benchmarks/anat_thinning.py --out /tmp/anat_pair --voxel-mm 1 --thinning-mm 0.3
 
-One subject (seeded): its own warp of the template, a 40 mL left lesion
-(subacute at baseline, chronic at 6 months), a new head pose per visit, and
+One subject (seeded): its own warp of the template, a lesion (default 40 mL,
+left; ``--lesion-ml`` and ``--lesion-side`` for large strokes; subacute at
+baseline, chronic at 6 months), a new head pose per visit, and
 ``--thinning-mm`` of ipsilesional M1 cortex moved to CSF at 6 months (the
 trial writer's :func:`pipeline.simulate.anatomy.thin_cortex`). Both sessions
 run the four ``resstore anat-*`` commands as Snakemake runs them (the
@@ -29,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anat_stream import run_stream  # noqa: E402
 
 
-def simulate_pair(out: Path, *, voxel_mm: float, thinning_mm: float, seed: int) -> dict:
+def simulate_pair(out: Path, *, voxel_mm: float, thinning_mm: float, seed: int,
+                  lesion_ml: float = 40.0, lesion_side: str = "left") -> dict:
     import nibabel as nib
 
     from pipeline.simulate import anatomy
@@ -39,13 +41,13 @@ def simulate_pair(out: Path, *, voxel_mm: float, thinning_mm: float, seed: int) 
     rng = np.random.default_rng(seed)
     layers = template_layers()
     warp = random_subject_warp(rng)
-    plan = anatomy.plan_lesion(rng, layers, side="left", volume_ml=40.0)
+    plan = anatomy.plan_lesion(rng, layers, side=lesion_side, volume_ml=lesion_ml)
     sessions = {}
     for name, stage, thin in (("baseline", "subacute", 0.0), ("m06", "chronic", thinning_mm)):
         smap = SessionMap(warp, rigid_matrix(rng.normal(0, 3, 3), rng.normal(0, 3, 3)))
         ses = anatomy.simulate_structural(rng=rng, layers=layers, session_map=smap,
                                           lesion_plan=plan, lesion_stage=stage,
-                                          thinning_mm=thin, thinning_side="left",
+                                          thinning_mm=thin, thinning_side=lesion_side,
                                           voxel_mm=voxel_mm)
         d = out / "input" / name
         d.mkdir(parents=True, exist_ok=True)
@@ -71,7 +73,10 @@ def evaluate(inputs: dict, outputs: dict, *, thinning_mm: float) -> dict:
         i, o = inputs[name], outputs[name]
         dseg, truth = load(o / "dseg.nii.gz"), load(i / "dseg.nii.gz")
         atlas, truth_atlas = load(o / "atlas.nii.gz"), load(i / "atlas.nii.gz")
+        lesion = nib.load(i / "lesion.nii.gz")
         result[name] = {
+            "lesion_ml": round(float((np.asarray(lesion.dataobj) > 0).sum())
+                               * float(np.prod(lesion.header.get_zooms()[:3])) / 1000.0, 1),
             "brain_dice": dice(load(o / "brain.nii.gz"), load(i / "brain.nii.gz")),
             "gm_dice": dice(dseg == 2, truth == 2), "wm_dice": dice(dseg == 3, truth == 3),
             "atlas_dice": {region: dice(atlas == label, truth_atlas == label)
@@ -98,13 +103,17 @@ def main(argv=None) -> None:
     parser.add_argument("--thinning-mm", type=float, default=0.3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--lesion-ml", type=float, default=40.0,
+                        help="planned lesion volume (mL); the realised one is in the report")
+    parser.add_argument("--lesion-side", choices=("left", "right"), default="left")
     args = parser.parse_args(argv)
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "config.yaml")
                          .read_text())["anat"]
     out = Path(args.out)
     inputs = simulate_pair(out, voxel_mm=args.voxel_mm, thinning_mm=args.thinning_mm,
-                           seed=args.seed)
+                           seed=args.seed, lesion_ml=args.lesion_ml,
+                           lesion_side=args.lesion_side)
     outputs, stages = {}, {}
     for name in ("baseline", "m06"):
         outputs[name] = out / name
@@ -113,6 +122,7 @@ def main(argv=None) -> None:
                                   outputs[name], threads=args.threads, cfg=cfg,
                                   baseline=outputs["baseline"] if name == "m06" else None)
     report = {"voxel_mm": args.voxel_mm, "threads": args.threads, "seed": args.seed,
+              "lesion_side": args.lesion_side, "lesion_ml_planned": args.lesion_ml,
               "config": cfg, "stages": stages,
               **evaluate(inputs, outputs, thinning_mm=args.thinning_mm)}
     (out / "anat_thinning.json").write_text(json.dumps(report, indent=2) + "\n")
