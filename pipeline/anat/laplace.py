@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 
 _AXES = 3
 
+#: Default jump (mm) of the nearest white-matter point that marks the medial
+#: surface of a sulcus whose banks touch (:func:`sulcal_skeleton`); the
+#: phantom's planted thinning uses the same (pipeline.simulate.anatomy).
+SULCAL_JUMP_MM = 3.0
+
 
 def subdivision(zooms: np.ndarray, grid_mm: float) -> np.ndarray:
     """Integer subdivision per axis so the fine voxel is at most ``grid_mm``."""
@@ -238,7 +243,7 @@ def sulcal_skeleton(gm: np.ndarray, wm: np.ndarray, spacing, *, jump_mm: float,
 
 
 def laplace_thickness(gm: np.ndarray, wm: np.ndarray, spacing, *,
-                      sulcal_jump_mm: float | None = 3.0, return_depth: bool = False):
+                      sulcal_jump_mm: float | None = SULCAL_JUMP_MM, return_depth: bool = False):
     """Thickness (mm) of the grey matter between white matter and the rest.
 
     Parameters

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import ndimage
 
 from pipeline import templates
+from pipeline.anat.laplace import SULCAL_JUMP_MM
 from pipeline.antsio import from_ants, to_ants
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ def _lesion_as_white_matter(dseg: nib.Nifti1Image, probseg: nib.Nifti1Image):
 
 def cortical_thickness(dseg: nib.Nifti1Image, probseg: nib.Nifti1Image, *,
                        method: str = "laplace", grid_mm: float = 0.5,
-                       sulcal_jump_mm: float | None = 3.0, with_surface_weight: bool = False,
+                       sulcal_jump_mm: float | None = SULCAL_JUMP_MM,
+                       with_surface_weight: bool = False,
                        **direct_options):
     """Cortical thickness (mm) on the T1w grid, 0 outside the cortex and in the lesion.
 
@@ -120,7 +122,7 @@ def cortical_thickness(dseg: nib.Nifti1Image, probseg: nib.Nifti1Image, *,
 
 
 def laplace_cortical_thickness(dseg: nib.Nifti1Image, probseg: nib.Nifti1Image, *,
-                               grid_mm: float = 0.5, sulcal_jump_mm: float | None = 3.0,
+                               grid_mm: float = 0.5, sulcal_jump_mm: float | None = SULCAL_JUMP_MM,
                                crop_margin_mm: float = 6.0, with_surface_weight: bool = False):
     """Laplace-equation thickness (mm) on the T1w grid (see :mod:`pipeline.anat.laplace`).
 

@@ -127,14 +127,15 @@ def thin_cortex(gm: np.ndarray, csf: np.ndarray, wm: np.ndarray, region: np.ndar
     0.3 mm on the 1 mm grid for 0.3 mm planted; tests/unit/test_simulate_anatomy.py);
     thinning only the exposed surface moved 29 % of M1's columns.
     """
-    from pipeline.anat.laplace import sulcal_skeleton
+    from pipeline.anat.laplace import SULCAL_JUMP_MM, sulcal_skeleton
 
     if thinning_mm <= 0:
         return
     tissue = (gm + wm) > 0.5
     pial = (gm > 0.3) & ndimage.binary_dilation(~tissue) & region
     grey = tissue & (gm > wm)
-    medial = sulcal_skeleton(grey, tissue & ~grey, [voxel_mm] * 3, jump_mm=3.0) & region & ~pial
+    medial = (sulcal_skeleton(grey, tissue & ~grey, [voxel_mm] * 3, jump_mm=SULCAL_JUMP_MM)
+              & region & ~pial)
     take = (np.minimum(gm, thinning_mm / voxel_mm) * pial
             + np.minimum(gm, 2 * thinning_mm / voxel_mm) * medial)
     gm -= take
