@@ -12,9 +12,13 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(strict=False, reason="issue 3 not met: mean 3.7 mm on the central surface "
-                   "(Laplace, 0.5 mm grid; 4.3 mm over GM voxels; measured 2026-11-22): the "
-                   "template is a population average whose GM ribbon is blurred")
+@pytest.mark.xfail(strict=False, reason="issue 3 not met: 3.7-3.8 mm on the central surface "
+                   "(Laplace, 0.5 mm grid, 3 mm sulcal jump; measured 2026-11-22 by "
+                   "benchmarks/anat_mni_thickness.py). The average template's folds are "
+                   "averaged away (pial surface 1139 cm2 < white surface 1615 cm2); the "
+                   "template's own tissue maps read 3.1 mm. Opening more hidden sulci "
+                   "(jump 1.5 mm) reads 2.5-2.7 mm but under-reads a 4 mm shell and "
+                   "recovers 0.13 of a planted 0.3 mm thinning (criterion: within 0.1)")
 def test_mni152_mean_cortical_thickness_in_adult_range(tmp_path):
     import ants
 
