@@ -71,17 +71,12 @@ def template_tissue_segmentation():
     """Labels and (CSF, GM, WM) probabilities from nilearn's MNI152 2009a tissue maps."""
     import nibabel as nib
 
-    from pipeline import templates
+    from pipeline.anat.segment import template_tissue_probabilities
 
-    maps = templates.nilearn_tissue_templates()
-    gm, wm, mask = (maps[k].get_fdata(dtype=np.float32) for k in ("gm", "wm", "mask"))
-    total = np.maximum(gm + wm, 1.0)
-    gm, wm = gm / total, wm / total
-    csf = np.clip(np.maximum(mask, gm + wm) - gm - wm, 0, 1)
-    probs = np.stack([csf, gm, wm], axis=-1)
+    maps = template_tissue_probabilities()
+    probs = np.stack([m.get_fdata(dtype=np.float32) for m in maps], axis=-1)
     labels = np.where(probs.sum(-1) > 0.5, 1 + np.argmax(probs, -1), 0).astype(np.uint8)
-    return (nib.Nifti1Image(labels, maps["gm"].affine),
-            nib.Nifti1Image(probs.astype(np.float32), maps["gm"].affine))
+    return (nib.Nifti1Image(labels, maps[0].affine), nib.Nifti1Image(probs, maps[0].affine))
 
 
 def summary(metrics: dict, table) -> dict:

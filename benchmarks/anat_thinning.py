@@ -62,7 +62,7 @@ def simulate_pair(out: Path, *, voxel_mm: float, thinning_mm: float, seed: int,
 def evaluate(inputs: dict, outputs: dict, *, thinning_mm: float) -> dict:
     import nibabel as nib
 
-    from pipeline.lesion.measures import dice
+    from pipeline.lesion.measures import dice, voxel_volume_ml
     from pipeline.templates import ATLAS_REGION_LABELS
 
     def load(path):
@@ -76,7 +76,7 @@ def evaluate(inputs: dict, outputs: dict, *, thinning_mm: float) -> dict:
         lesion = nib.load(i / "lesion.nii.gz")
         result[name] = {
             "lesion_ml": round(float((np.asarray(lesion.dataobj) > 0).sum())
-                               * float(np.prod(lesion.header.get_zooms()[:3])) / 1000.0, 1),
+                               * voxel_volume_ml(lesion), 1),
             "brain_dice": dice(load(o / "brain.nii.gz"), load(i / "brain.nii.gz")),
             "gm_dice": dice(dseg == 2, truth == 2), "wm_dice": dice(dseg == 3, truth == 3),
             "atlas_dice": {region: dice(atlas == label, truth_atlas == label)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-from nilearn.image import resample_img
 from scipy import ndimage
 
 from pipeline import templates
+from pipeline.anat.register import resample_iso
 from pipeline.antsio import from_ants, to_ants
 from pipeline.qc import iqm
 
@@ -48,13 +48,6 @@ class BrainMaskResult:
     bias_field: nib.Nifti1Image
     affine_transform: list
     metrics: dict
-
-
-def _resample_iso(img: nib.Nifti1Image, voxel_mm: float) -> nib.Nifti1Image:
-    target = np.diag([voxel_mm] * 3)
-    img = nib.Nifti1Image(img.get_fdata(dtype=np.float32), img.affine)
-    return resample_img(img, target_affine=target, interpolation="linear",
-                        force_resample=True, copy_header=True)
 
 
 def template_brain_mask(t1w: nib.Nifti1Image, *, registration_voxel_mm: float = 2.0,
@@ -102,11 +95,11 @@ def template_brain_mask(t1w: nib.Nifti1Image, *, registration_voxel_mm: float = 
         inner &= ~ndimage.binary_dilation(np.asarray(lesion.dataobj) > 0,
                                           iterations=max(1, int(round(2.0 / vox_mm))))
     inner_img = nib.Nifti1Image(inner.astype(np.float32), t1w.affine)
-    fixed = to_ants(_resample_iso(preproc, registration_voxel_mm))
-    fixed_mask = to_ants(_resample_iso(inner_img, registration_voxel_mm))
+    fixed = to_ants(resample_iso(preproc, registration_voxel_mm))
+    fixed_mask = to_ants(resample_iso(inner_img, registration_voxel_mm))
     fixed_mask = ants.threshold_image(fixed_mask, 0.5, 2.0)
     template = templates.fsl_mni152_brain()
-    moving = to_ants(_resample_iso(template, registration_voxel_mm))
+    moving = to_ants(resample_iso(template, registration_voxel_mm))
     # every voxel in the metric: with a 25 % random sample the affine collapsed
     # (brain mask 100-500 mL) for some seeds next to a 120 mL lesion, at no
     # saving in time (2026-11-22, 1 mm phantoms)

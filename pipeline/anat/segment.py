@@ -44,12 +44,9 @@ class SegmentationResult:
     metrics: dict
 
 
-def tissue_priors_t1w(reference: nib.Nifti1Image, mni_to_t1w: str) -> list[np.ndarray]:
-    """CSF, GM and WM priors of nilearn's MNI152 2009a on the T1w grid.
-
-    The priors are MNI152NLin2009aSym maps; they follow the T1w <-> MNI152NLin6Asym
-    warp through world coordinates (the two MNI spaces differ by a few mm).
-    """
+def template_tissue_probabilities() -> list[nib.Nifti1Image]:
+    """CSF, GM and WM probabilities of nilearn's MNI152 2009a (GM + WM at most 1,
+    CSF the rest of the template's brain mask)."""
     tissue = templates.nilearn_tissue_templates()
     gm = tissue["gm"].get_fdata(dtype=np.float32)
     wm = tissue["wm"].get_fdata(dtype=np.float32)
@@ -57,11 +54,17 @@ def tissue_priors_t1w(reference: nib.Nifti1Image, mni_to_t1w: str) -> list[np.nd
     total = np.where(over, gm + wm, 1.0)
     gm, wm = gm / total, wm / total
     csf = np.clip(np.maximum(tissue["mask"].get_fdata(dtype=np.float32), gm + wm) - gm - wm, 0, 1)
-    out = []
-    for arr in (csf, gm, wm):
-        img = nib.Nifti1Image(arr.astype(np.float32), tissue["gm"].affine)
-        out.append(np.clip(to_t1w(img, reference, mni_to_t1w).get_fdata(dtype=np.float32), 0, 1))
-    return out
+    return [nib.Nifti1Image(arr.astype(np.float32), tissue["gm"].affine) for arr in (csf, gm, wm)]
+
+
+def tissue_priors_t1w(reference: nib.Nifti1Image, mni_to_t1w: str) -> list[np.ndarray]:
+    """CSF, GM and WM priors of nilearn's MNI152 2009a on the T1w grid.
+
+    The priors are MNI152NLin2009aSym maps; they follow the T1w <-> MNI152NLin6Asym
+    warp through world coordinates (the two MNI spaces differ by a few mm).
+    """
+    return [np.clip(to_t1w(img, reference, mni_to_t1w).get_fdata(dtype=np.float32), 0, 1)
+            for img in template_tissue_probabilities()]
 
 
 def tissue_volumes(probseg: np.ndarray, lesion: np.ndarray, voxel_ml: float) -> dict:

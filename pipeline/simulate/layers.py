@@ -32,7 +32,6 @@ from pipeline import templates
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class TemplateLayers:
     """Float32 layers on one template grid (see module docstring).
