@@ -81,7 +81,13 @@ def plan_lesion(rng, layers: TemplateLayers, *, side: str, volume_ml: float,
     depth = np.abs(xyz[:, 0])
     # deep infarcts near |x| ~ 25 mm, z between -5 and 35 mm; cortical ones allowed
     weight = np.exp(-((depth - 28.0) / 10.0) ** 2) * ((xyz[:, 2] > -5) & (xyz[:, 2] < 40)) + 0.05
-    seed = xyz[rng.choice(len(xyz), p=weight / weight.sum())]
+    # Gumbel-max draw from ``weight`` with the noise indexed by template voxel,
+    # not by position in ``candidates``: the territory comes through a SyN that
+    # is not bit-reproducible across processes (fsl_to_2009a), and a draw by
+    # list position moved the lesion by centimetres when one voxel changed.
+    gumbel = np.random.default_rng(rng.integers(2**63)).gumbel(size=layers.gm.shape)
+    score = np.log(weight) + gumbel[tuple(candidates.T)]
+    seed = xyz[int(np.argmax(score))]
     radius = (3.0 * volume_ml * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
     shape = (24, 28, 24)
     noise_affine = np.diag([8.0, 8.0, 8.0, 1.0])
