@@ -95,7 +95,8 @@ def run_stream(t1w: Path, lesion: Path, out: Path, *, threads: int, cfg: dict,
                           o["atlas.nii.gz"], "--out-dk", o["dk.nii.gz"], "--out-metrics",
                           o["reg.json"], "--out-figure", o["reg.png"],
                           "--registration-voxel-mm", str(cfg["registration_voxel_mm"]),
-                          "--syn-iterations", *[str(i) for i in cfg["syn_iterations"]]]
+                          "--syn-iterations", *[str(i) for i in cfg["syn_iterations"]],
+                          "--lesion-fill", cfg["lesion_fill"]]
                     + follow + th,
         "segment": rs + ["anat-segment", "--t1w-preproc", o["preproc.nii.gz"], "--mni-to-t1w",
                          o["mni2t1w.h5"], "--lesion-mask", str(lesion), "--out-mask",

@@ -74,9 +74,13 @@ def evaluate(inputs: dict, outputs: dict, *, thinning_mm: float) -> dict:
         dseg, truth = load(o / "dseg.nii.gz"), load(i / "dseg.nii.gz")
         atlas, truth_atlas = load(o / "atlas.nii.gz"), load(i / "atlas.nii.gz")
         lesion = nib.load(i / "lesion.nii.gz")
+        inside = np.asarray(lesion.dataobj) > 0
         result[name] = {
-            "lesion_ml": round(float((np.asarray(lesion.dataobj) > 0).sum())
-                               * voxel_volume_ml(lesion), 1),
+            "lesion_ml": round(float(inside.sum()) * voxel_volume_ml(lesion), 1),
+            "lesion_ml_in_truth_region": {
+                region: round(float((inside & (truth_atlas == label)).sum())
+                              * voxel_volume_ml(lesion), 2)
+                for label, region in ATLAS_REGION_LABELS.items()},
             "brain_dice": dice(load(o / "brain.nii.gz"), load(i / "brain.nii.gz")),
             "gm_dice": dice(dseg == 2, truth == 2), "wm_dice": dice(dseg == 3, truth == 3),
             "atlas_dice": {region: dice(atlas == label, truth_atlas == label)

@@ -63,7 +63,8 @@ def _cmd_register(args) -> None:
     params = {"template": TEMPLATE, "registration_voxel_mm": args.registration_voxel_mm,
               "mask_dilation_mm": args.mask_dilation_mm,
               "syn_iterations": args.syn_iterations,
-              "lesion_cost_function_mask": lesion is not None}
+              "lesion_cost_function_mask": lesion is not None,
+              "lesion_fill": args.lesion_fill if lesion is not None else "none"}
     sources = [args.t1w_preproc, args.brain_mask] + ([args.lesion_mask] if args.lesion_mask else [])
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline_preproc:
@@ -80,7 +81,8 @@ def _cmd_register(args) -> None:
             syn = register.syn_to_template(
                 preproc, mask, workdir=tmp, lesion=lesion,
                 registration_voxel_mm=args.registration_voxel_mm,
-                mask_dilation_mm=args.mask_dilation_mm, syn_iterations=args.syn_iterations)
+                mask_dilation_mm=args.mask_dilation_mm, syn_iterations=args.syn_iterations,
+                fill_lesion=args.lesion_fill == "enantiomorphic")
             for src, dst in ((syn.mni_to_t1w, args.out_mni_to_t1w),
                              (syn.t1w_to_mni, args.out_t1w_to_mni)):
                 Path(dst).parent.mkdir(parents=True, exist_ok=True)
@@ -209,6 +211,8 @@ def register(command) -> None:
     p.add_argument("--registration-voxel-mm", type=float, default=2.0)
     p.add_argument("--mask-dilation-mm", type=float, default=2.0)
     p.add_argument("--syn-iterations", type=int, nargs=3, default=[40, 20, 0])
+    p.add_argument("--lesion-fill", choices=("enantiomorphic", "none"), default="enantiomorphic",
+                   help="fill the lesion with the mirrored hemisphere before the SyN")
     p.add_argument("--threads", type=int, default=1)
 
     p = command("anat-segment", _cmd_segment,

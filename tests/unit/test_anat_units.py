@@ -165,6 +165,43 @@ def test_follow_up_chain_applies_rigid_then_baseline_syn(tmp_path):
     assert np.abs(composite - two_step)[inside].mean() < 0.02 * np.abs(two_step[inside]).mean()
 
 
+def test_enantiomorphic_fill_mirrors_about_the_subjects_midline(tmp_path):
+    """A head whose mid-sagittal plane is x = +5 mm (RAS): the template
+    registration maps its points 5 mm to the left. The lesion must be
+    replaced by the value at the homologous point, x -> 10 - x, with the
+    subject's own image kept away from the lesion."""
+    import ants
+
+    from pipeline.anat.register import enantiomorphic_fill, reflection_ras
+
+    # subject RAS (x, y, z) -> template (x - 5, y, z); ANTs stores LPS: x_lps + 5
+    tx = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
+                                    matrix=np.eye(3), offset=[5.0, 0.0, 0.0])
+    ants.write_transform(tx, str(tmp_path / "t1w_to_template.mat"))
+    reflection = reflection_ras(tmp_path / "t1w_to_template.mat")
+    np.testing.assert_allclose(reflection @ [7.0, 3.0, -2.0, 1.0], [3.0, 3.0, -2.0, 1.0],
+                               atol=1e-6)
+
+    shape = (41, 20, 20)
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = [-15.0, -10.0, -10.0]  # x from -15 to 25 mm: midline at voxel 20
+    x = (np.arange(shape[0]) - 15.0)[:, None, None] * np.ones(shape)
+    image = (100.0 + 3.0 * x + 0.2 * (x - 5.0) ** 2).astype(np.float32)  # asymmetric
+    lesion = np.zeros(shape, np.uint8)
+    lesion[28:33, 8:12, 8:12] = 1  # x = 13..17 mm: homologous x = -7..-3 mm
+    damaged = image.copy()
+    damaged[lesion > 0] = 0.0
+    filled = enantiomorphic_fill(nib.Nifti1Image(damaged, affine),
+                                 nib.Nifti1Image(lesion, affine), reflection,
+                                 margin_mm=1.0).get_fdata()
+    mirror = 100.0 + 3.0 * (10.0 - x) + 0.2 * (5.0 - x) ** 2
+    inside = lesion > 0
+    np.testing.assert_allclose(filled[inside], mirror[inside], rtol=1e-5)
+    far = np.ones(shape, bool)
+    far[25:36, 5:15, 5:15] = False
+    np.testing.assert_array_equal(filled[far], damaged[far])
+
+
 # --- thickness ------------------------------------------------------------------
 
 def test_direct_thickness_of_shells_with_a_lesion():

@@ -127,6 +127,7 @@ rule anat_register:
         registration_voxel_mm=config["anat"]["registration_voxel_mm"],
         mask_dilation_mm=config["anat"]["template_mask_dilation_mm"],
         syn_iterations=" ".join(str(i) for i in config["anat"]["syn_iterations"]),
+        lesion_fill=config["anat"]["lesion_fill"],
         optional=ANAT_INPUTS.options(
             lesion="lesion-mask", baseline_preproc="baseline-preproc",
             baseline_brain_mask="baseline-mask", baseline_mni_to_t1w="baseline-mni-to-t1w",
@@ -149,7 +150,8 @@ rule anat_register:
         " --out-figure {output.figure} --threads {threads}"
         " --registration-voxel-mm {params.registration_voxel_mm}"
         " --mask-dilation-mm {params.mask_dilation_mm}"
-        " --syn-iterations {params.syn_iterations} {params.optional} --log {log}"
+        " --syn-iterations {params.syn_iterations} --lesion-fill {params.lesion_fill}"
+        " {params.optional} --log {log}"
 
 
 rule anat_segment:
