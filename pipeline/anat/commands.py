@@ -116,6 +116,10 @@ def _cmd_register(args) -> None:
         labels = [k for k, v in templates.ATLAS_REGION_LABELS.items() if v.startswith(region)]
         contours[f"{region.upper()} (Juelich)"] = nib.Nifti1Image(
             np.isin(a, labels).astype(np.uint8), preproc.affine)
+    if lesion is not None:
+        filled = args.lesion_fill == "enantiomorphic" and not args.baseline_preproc
+        how = "masked, filled" if filled else "masked"
+        contours[f"lesion ({how})"] = lesion
     mosaic(preproc, args.out_figure, contours=contours,
            title=f"{Path(args.t1w_preproc).name}: MNI152 registration")
 
