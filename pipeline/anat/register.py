@@ -178,20 +178,20 @@ def syn_to_template(t1w_preproc: nib.Nifti1Image, brain_mask: nib.Nifti1Image, *
     support = dilate_mm(np.asarray(brain_mask.dataobj) > 0, mask_dilation_mm, voxel)
     stripped = nib.Nifti1Image(np.asarray(t1w_preproc.dataobj, np.float32) * support,
                                t1w_preproc.affine)
-    metric_mask = cost_function_mask(brain_mask, lesion if use_lesion_mask else None,
-                                     dilation_mm=mask_dilation_mm)
+
+    def metric_mask(exclude):
+        mask = cost_function_mask(brain_mask, exclude, dilation_mm=mask_dilation_mm)
+        return ants.threshold_image(to_ants(resample_iso(mask, registration_voxel_mm)), 0.5, 2.0)
+
     fixed_img = resample_iso(stripped, registration_voxel_mm)
-    fixed_mask = ants.threshold_image(to_ants(resample_iso(metric_mask, registration_voxel_mm)),
-                                      0.5, 2.0)
+    fixed_mask = metric_mask(lesion if use_lesion_mask else None)
     template = templates.fsl_mni152_brain()
     moving = to_ants(resample_iso(template, registration_voxel_mm))
     if fill_lesion and lesion is not None and np.any(np.asarray(lesion.dataobj) > 0):
-        lesion_masked = cost_function_mask(brain_mask, lesion, dilation_mm=mask_dilation_mm)
         affine = ants.registration(
             fixed=to_ants(fixed_img), moving=moving, type_of_transform="Affine",
-            mask=ants.threshold_image(
-                to_ants(resample_iso(lesion_masked, registration_voxel_mm)), 0.5, 2.0),
-            aff_metric="mattes", aff_random_sampling_rate=1.0, random_seed=seed,
+            mask=fixed_mask if use_lesion_mask else metric_mask(lesion), aff_metric="mattes",
+            aff_random_sampling_rate=1.0, random_seed=seed,
             outprefix=str(workdir / "fill_"), verbose=False)
         lesion_iso = resample_iso(lesion, registration_voxel_mm)
         lesion_iso = nib.Nifti1Image((lesion_iso.get_fdata() > 0.5).astype(np.uint8),
