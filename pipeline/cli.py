@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import PipelineInputError
+from pipeline.io import private_tempdir
 
 log = logging.getLogger("pipeline")
 
@@ -219,7 +220,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log)
     try:
-        args.func(args)
+        with private_tempdir():  # ANTsPy's temporary files go with the command
+            args.func(args)
     except PipelineInputError as exc:
         log.error("%s", exc)
         return 2

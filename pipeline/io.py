@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -25,6 +26,27 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+@contextmanager
+def private_tempdir(prefix: str = "resstore-"):
+    """Point :mod:`tempfile`'s default directory at a private one, removed on exit.
+
+    ANTsPy names the files of every registration (transforms) and Atropos run
+    (priors, posteriors) with ``tempfile.mktemp()`` and never deletes them: one
+    DWI session's motion correction left ~60 ``tmp*0GenericAffine.mat`` in the
+    system temporary directory, and a development machine had 10 000 of them.
+    Every ``resstore`` command runs inside this context; the private directory
+    lives under ``$TMPDIR`` (the node-local scratch on a SLURM cluster).
+    Yields the private directory's path.
+    """
+    saved = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix=prefix) as private:
+        tempfile.tempdir = private
+        try:
+            yield Path(private)
+        finally:
+            tempfile.tempdir = saved
 
 
 def _atomic_write(path: Path, write) -> None:

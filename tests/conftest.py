@@ -12,6 +12,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_tempdir(tmp_path_factory):
+    """Functions called outside a ``resstore`` command (ANTsPy's registrations)
+    write their temporary files here, removed after the run, not in /tmp."""
+    from pipeline.io import private_tempdir
+
+    tmp_path_factory.getbasetemp()  # pytest's own folders stay where they were
+    with private_tempdir(prefix="resstore-tests-"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def layers():
     from pipeline.simulate.layers import template_layers

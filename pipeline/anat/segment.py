@@ -5,7 +5,6 @@ lesion is its own class, never counted as grey or white matter.
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -15,6 +14,7 @@ from scipy import ndimage
 from pipeline import templates
 from pipeline.anat.register import to_t1w
 from pipeline.antsio import from_ants, to_ants
+from pipeline.io import private_tempdir
 from pipeline.qc.iqm import largest_component
 
 log = logging.getLogger(__name__)
@@ -127,18 +127,11 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
     affine = t1w_preproc.affine
     prior_imgs = [to_ants(nib.Nifti1Image(p * seg_mask, affine)) for p in priors]
     mask_img = to_ants(nib.Nifti1Image(seg_mask.astype(np.float32), affine))
-    # ANTsPy's atropos writes its prior and posterior images to the system
-    # temporary directory and leaves them there (six files per run): give it a
-    # private directory that is removed afterwards
-    saved_tempdir = tempfile.tempdir
-    with tempfile.TemporaryDirectory(prefix="resstore-atropos-") as private:
-        tempfile.tempdir = private
-        try:
-            result = ants.atropos(a=to_ants(t1w_preproc), x=mask_img, i=prior_imgs,
-                                  m=f"[{mrf_weight},1x1x1]", c=f"[{iterations},0]",
-                                  priorweight=prior_weight, r=0, verbose=0)  # r=0: constant seed
-        finally:
-            tempfile.tempdir = saved_tempdir
+    # ANTsPy's atropos leaves its prior and posterior images in the temporary directory
+    with private_tempdir(prefix="resstore-atropos-"):
+        result = ants.atropos(a=to_ants(t1w_preproc), x=mask_img, i=prior_imgs,
+                              m=f"[{mrf_weight},1x1x1]", c=f"[{iterations},0]",
+                              priorweight=prior_weight, r=0, verbose=0)  # r=0: constant seed
         probs = np.stack([from_ants(p).get_fdata(dtype=np.float32) * seg_mask
                           for p in result["probabilityimages"]], axis=-1)
     dseg = np.zeros(brain.shape, np.uint8)

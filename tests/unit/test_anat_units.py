@@ -267,3 +267,29 @@ def test_atlas_region_labels_threshold_and_overlap():
     label = {name: k for k, name in ATLAS_REGION_LABELS.items()}
     np.testing.assert_array_equal(atlas_region_labels(probs),
                                   [0, 0, label["cst_left"], label["m1_left"], label["cst_left"]])
+
+
+def test_commands_leave_nothing_in_the_temporary_directory(tiny_trial, tmp_path, monkeypatch):
+    """ANTsPy names every registration's transforms with ``tempfile.mktemp()`` and
+    never deletes them; a ``resstore`` command cleans them up with its private
+    temporary directory (and a failing command too)."""
+    import tempfile
+
+    from pipeline.cli import main
+
+    system_tmp = tmp_path / "system_tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    t1w = next((tiny_trial / "bids").glob("sub-*/ses-baseline/anat/*_T1w.nii.gz"))
+    out = {k: str(tmp_path / k) for k in ("pre.nii.gz", "mask.nii.gz", "aff.mat", "m.json",
+                                          "f.png")}
+    args = ["anat-preproc", "--t1w", str(t1w), "--out-preproc", out["pre.nii.gz"],
+            "--out-mask", out["mask.nii.gz"], "--out-xfm", out["aff.mat"],
+            "--out-metrics", out["m.json"], "--out-figure", out["f.png"], "--threads", "1"]
+    assert main(args) == 0
+    assert nib.load(out["mask.nii.gz"]).shape == nib.load(t1w).shape
+    assert list(system_tmp.iterdir()) == []
+    assert tempfile.tempdir == str(system_tmp)
+    # a command that fails on its input restores the temporary directory as well
+    assert main([*args[:2], str(tmp_path / "missing_T1w.nii.gz"), *args[3:]]) == 2
+    assert list(system_tmp.iterdir()) == [] and tempfile.tempdir == str(system_tmp)
