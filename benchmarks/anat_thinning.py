@@ -10,8 +10,9 @@ baseline, chronic at 6 months), a new head pose per visit, and
 trial writer's :func:`pipeline.simulate.anatomy.thin_cortex`). Both sessions
 run the four ``resstore anat-*`` commands as Snakemake runs them (the
 follow-up through its baseline), with the phantom's lesion mask. Reported:
-measured ipsi/contralesional M1 thickness change vs the planted one
-(issue 3: within 0.1 mm), atlas-region Dice per visit (>= 0.8), brain-mask
+measured ipsi/contralesional M1 thickness change and the change of their
+difference (``thickness_m1_asymmetry_mm``) vs the planted one (issue 3: within
+0.1 mm), atlas-region Dice per visit (>= 0.8), brain-mask
 Dice (>= 0.95), GM/WM Dice (>= 0.85), stage times and peak memory. Writes
 ``anat_thinning.json``.
 """
@@ -90,11 +91,15 @@ def evaluate(inputs: dict, outputs: dict, *, thinning_mm: float) -> dict:
     base, follow = result["baseline"]["thickness"], result["m06"]["thickness"]
     ipsi = base["thickness_m1_ipsilesional_mm"] - follow["thickness_m1_ipsilesional_mm"]
     contra = base["thickness_m1_contralesional_mm"] - follow["thickness_m1_contralesional_mm"]
+    asym = base["thickness_m1_asymmetry_mm"] - follow["thickness_m1_asymmetry_mm"]
     result["thinning"] = {"planted_ipsilesional_mm": thinning_mm,
                           "measured_ipsilesional_mm": round(ipsi, 4),
                           "measured_contralesional_mm": round(contra, 4),
-                          "within_0.1_mm": bool(abs(ipsi - thinning_mm) <= 0.1
-                                                and abs(contra) <= 0.1)}
+                          "ipsilesional_within_0.1_mm": bool(abs(ipsi - thinning_mm) <= 0.1
+                                                             and abs(contra) <= 0.1),
+                          # fall of thickness_m1_asymmetry_mm (ipsi - contra) between visits
+                          "measured_asymmetry_mm": round(asym, 4),
+                          "asymmetry_within_0.1_mm": bool(abs(asym - thinning_mm) <= 0.1)}
     return result
 
 

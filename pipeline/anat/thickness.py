@@ -290,7 +290,8 @@ def regional_thickness(thickness: nib.Nifti1Image, dseg: nib.Nifti1Image,
     -------
     metrics : dict
         ``thickness_mean_mm``, ``thickness_hemisphere_{ipsi,contra}lesional_mm``,
-        ``thickness_m1_{ipsi,contra}lesional_mm`` (mm).
+        ``thickness_m1_{ipsi,contra}lesional_mm`` and
+        ``thickness_m1_asymmetry_mm`` (ipsilesional minus contralesional M1, mm).
     table : DataFrame
         One row per cortical region: ``region``, ``hemisphere`` (left/right),
         ``side`` (ipsilesional/contralesional/n/a), ``thickness_mean_mm``,
@@ -323,6 +324,11 @@ def regional_thickness(thickness: nib.Nifti1Image, dseg: nib.Nifti1Image,
         metrics[f"thickness_m1_{side_name}_mm"] = (
             mean((regions == inv[f"m1_{hemisphere}"]) & (thick > 0)) if hemisphere
             else float("nan"))
+    # the contralesional M1 as the subject's own reference: a change common to
+    # both hemispheres (the session's segmentation, hydration, scanner drift)
+    # cancels in the change of the asymmetry between visits
+    metrics["thickness_m1_asymmetry_mm"] = (metrics["thickness_m1_ipsilesional_mm"]
+                                            - metrics["thickness_m1_contralesional_mm"])
     names = templates.atlas_labels("desikan_killiany").set_index("index")["name"]
     rows = []
     for label in np.unique(cortex[cortex > 0]):

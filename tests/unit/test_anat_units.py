@@ -246,11 +246,13 @@ def test_regional_thickness_and_sides():
     metrics, table = regional_thickness(*imgs, lesion_side="right")
     assert metrics["thickness_m1_ipsilesional_mm"] == pytest.approx(3.0)
     assert metrics["thickness_m1_contralesional_mm"] == pytest.approx(1.5)
+    assert metrics["thickness_m1_asymmetry_mm"] == pytest.approx(1.5)
     assert metrics["thickness_hemisphere_ipsilesional_mm"] == pytest.approx(3.0)
     assert metrics["thickness_hemisphere_contralesional_mm"] == pytest.approx(1.75)
     assert set(table["side"]) == {"ipsilesional", "contralesional"}
     nan_metrics, _ = regional_thickness(*imgs, lesion_side="none")
     assert np.isnan(nan_metrics["thickness_m1_ipsilesional_mm"])
+    assert np.isnan(nan_metrics["thickness_m1_asymmetry_mm"])
     assert lesion_side_from_labels(imgs[1], imgs[3]) == "none"
     with_lesion = dseg.copy()
     with_lesion[8:10, 4:6, 3:5] = 4
