@@ -27,6 +27,12 @@ def schema() -> dict:
     return yaml.safe_load(text)
 
 
+def schema_default(section: str, key: str):
+    """The schema's default of ``config[section][key]`` (command-line defaults
+    come from here, so a command run by hand behaves as the workflow's)."""
+    return schema()["properties"][section]["properties"][key]["default"]
+
+
 def _with_defaults(validator_class):
     validate_properties = validator_class.VALIDATORS["properties"]
 

@@ -6,7 +6,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from pipeline.anat.laplace import SULCAL_JUMP_MM
+from pipeline.config import schema_default
 
 log = logging.getLogger(__name__)
 
@@ -192,14 +192,17 @@ def _cmd_thickness(args) -> None:
 
 
 def register(command) -> None:
+    def anat(key):
+        return schema_default("anat", key)
+
     p = command("anat-preproc", _cmd_preproc,
                 "T1w: RAS, N4, affine template brain mask (manual lesion ROI masked)")
     for opt in ("--t1w", "--out-preproc", "--out-mask", "--out-xfm", "--out-metrics",
                 "--out-figure"):
         p.add_argument(opt, required=True)
     p.add_argument("--lesion-mask", help="manual lesion mask (T1w space), optional")
-    p.add_argument("--registration-voxel-mm", type=float, default=2.0)
-    p.add_argument("--n4-shrink-factor", type=int, default=4)
+    p.add_argument("--registration-voxel-mm", type=float, default=anat("registration_voxel_mm"))
+    p.add_argument("--n4-shrink-factor", type=int, default=anat("n4_shrink_factor"))
     p.add_argument("--threads", type=int, default=1)
 
     p = command("anat-register", _cmd_register,
@@ -212,10 +215,10 @@ def register(command) -> None:
     p.add_argument("--baseline-mask")
     p.add_argument("--baseline-mni-to-t1w")
     p.add_argument("--baseline-t1w-to-mni")
-    p.add_argument("--registration-voxel-mm", type=float, default=2.0)
-    p.add_argument("--mask-dilation-mm", type=float, default=2.0)
-    p.add_argument("--syn-iterations", type=int, nargs=3, default=[40, 20, 0])
-    p.add_argument("--lesion-fill", choices=("enantiomorphic", "none"), default="enantiomorphic",
+    p.add_argument("--registration-voxel-mm", type=float, default=anat("registration_voxel_mm"))
+    p.add_argument("--mask-dilation-mm", type=float, default=anat("template_mask_dilation_mm"))
+    p.add_argument("--syn-iterations", type=int, nargs=3, default=anat("syn_iterations"))
+    p.add_argument("--lesion-fill", choices=("enantiomorphic", "none"), default=anat("lesion_fill"),
                    help="fill the lesion with the mirrored hemisphere before the SyN")
     p.add_argument("--threads", type=int, default=1)
 
@@ -225,8 +228,8 @@ def register(command) -> None:
                 "--out-metrics", "--out-figure"):
         p.add_argument(opt, required=True)
     p.add_argument("--lesion-mask", help="lesion mask (T1w space), optional")
-    p.add_argument("--prior-weight", type=float, default=0.25)
-    p.add_argument("--mrf-weight", type=float, default=0.1)
+    p.add_argument("--prior-weight", type=float, default=anat("prior_weight"))
+    p.add_argument("--mrf-weight", type=float, default=anat("mrf_weight"))
     p.add_argument("--threads", type=int, default=1)
 
     p = command("anat-thickness", _cmd_thickness,
@@ -235,14 +238,14 @@ def register(command) -> None:
                 "--out-table", "--out-metrics", "--out-figure"):
         p.add_argument(opt, required=True)
     p.add_argument("--lesion-side", help="lesion stream's per-subject lesion-side JSON, optional")
-    p.add_argument("--method", choices=("laplace", "direct"), default="laplace")
-    p.add_argument("--grid-mm", type=float, default=0.5,
+    p.add_argument("--method", choices=("laplace", "direct"), default=anat("thickness_method"))
+    p.add_argument("--grid-mm", type=float, default=anat("thickness_grid_mm"),
                    help="Laplace: T1w voxels subdivided to at most this spacing (mm)")
-    p.add_argument("--sulcal-jump-mm", type=float, default=SULCAL_JUMP_MM,
+    p.add_argument("--sulcal-jump-mm", type=float, default=anat("thickness_sulcal_jump_mm"),
                    help="Laplace: nearest-WM jump (mm) marking touching sulcal banks (0 = off)")
-    p.add_argument("--voxel-mm", type=float, default=None,
-                   help="DiReCT: grid (mm) it runs on (default: the T1w grid)")
-    p.add_argument("--iterations", type=int, default=45)
+    p.add_argument("--voxel-mm", type=float, default=anat("thickness_voxel_mm"),
+                   help="DiReCT: grid (mm) it runs on")
+    p.add_argument("--iterations", type=int, default=anat("thickness_iterations"))
     p.add_argument("--gradient-step", type=float, default=0.025)
     p.add_argument("--smoothing-sigma", type=float, default=1.5)
     p.add_argument("--threads", type=int, default=1)

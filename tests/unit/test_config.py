@@ -80,3 +80,36 @@ def test_every_yaml_file_of_the_repository_parses():
             yaml.safe_load((REPO / name).read_text())
         except yaml.YAMLError as err:
             pytest.fail(f"{name}: {err}")
+
+
+def test_anat_command_defaults_are_the_schema_defaults():
+    """A command run by hand behaves as the workflow runs it."""
+    from pipeline.anat.laplace import SULCAL_JUMP_MM
+    from pipeline.cli import build_parser
+
+    anat = {k: v["default"] for k, v in schema()["properties"]["anat"]["properties"].items()}
+    parser = build_parser()
+
+    def parsed(command, *required):
+        return vars(parser.parse_args([command, *(x for opt in required for x in (opt, "x"))]))
+
+    pre = parsed("anat-preproc", "--t1w", "--out-preproc", "--out-mask", "--out-xfm",
+                 "--out-metrics", "--out-figure")
+    reg = parsed("anat-register", "--t1w-preproc", "--brain-mask", "--out-mni-to-t1w",
+                 "--out-t1w-to-mni", "--out-atlas", "--out-dk", "--out-metrics", "--out-figure")
+    seg = parsed("anat-segment", "--t1w-preproc", "--mni-to-t1w", "--out-mask", "--out-dseg",
+                 "--out-probseg", "--out-metrics", "--out-figure")
+    thick = parsed("anat-thickness", "--t1w-preproc", "--dseg", "--probseg", "--atlas", "--dk",
+                   "--out-thickness", "--out-table", "--out-metrics", "--out-figure")
+    got = {"registration_voxel_mm": pre["registration_voxel_mm"],
+           "n4_shrink_factor": pre["n4_shrink_factor"],
+           "template_mask_dilation_mm": reg["mask_dilation_mm"],
+           "syn_iterations": reg["syn_iterations"], "lesion_fill": reg["lesion_fill"],
+           "prior_weight": seg["prior_weight"], "mrf_weight": seg["mrf_weight"],
+           "thickness_method": thick["method"], "thickness_grid_mm": thick["grid_mm"],
+           "thickness_sulcal_jump_mm": thick["sulcal_jump_mm"],
+           "thickness_voxel_mm": thick["voxel_mm"], "thickness_iterations": thick["iterations"]}
+    assert got == anat
+    assert reg["registration_voxel_mm"] == anat["registration_voxel_mm"]
+    # the library default (tests, benchmarks, the phantom's thinning) is the workflow's too
+    assert SULCAL_JUMP_MM == anat["thickness_sulcal_jump_mm"]
