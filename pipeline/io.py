@@ -33,8 +33,8 @@ def private_tempdir(prefix: str = "resstore-"):
     """Point :mod:`tempfile`'s default directory at a private one, removed on exit.
 
     ANTsPy names the files of every registration (transforms) and Atropos run
-    (priors, posteriors) with ``tempfile.mktemp()`` and never deletes them: one
-    DWI session's motion correction left ~60 ``tmp*0GenericAffine.mat`` in the
+    (priors, posteriors) with ``tempfile.mktemp()`` and never deletes them: DWI
+    motion correction left one ``tmp*0GenericAffine.mat`` per volume in the
     system temporary directory, and a development machine had 10 000 of them.
     Every ``resstore`` command runs inside this context; the private directory
     lives under ``$TMPDIR`` (the node-local scratch on a SLURM cluster).
