@@ -42,9 +42,9 @@ def main(argv=None) -> int:
     import nibabel as nib
 
     from benchmarks.lesion_phantoms import simulate_sessions
+    from pipeline.antsio import read_ants_affine
     from pipeline.lesion.automatic import automatic_lesion
     from pipeline.lesion.measures import dice, volume_features
-    from pipeline.lesion.space import read_ants_affine
 
     out = Path(args.out)
     sessions = simulate_sessions(out, volumes_ml=args.volumes_ml, n_lesion_free=args.lesion_free,

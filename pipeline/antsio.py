@@ -8,6 +8,8 @@ import nibabel as nib
 import numpy as np
 
 ANTS_SEED = 20251121
+LPS = np.diag([-1.0, -1.0, 1.0])
+"""ITK physical space is LPS; nibabel world space is RAS = diag(-1, -1, 1) LPS."""
 
 
 def set_threads(n: int, *, seed: int = ANTS_SEED) -> None:
@@ -27,6 +29,39 @@ def set_threads(n: int, *, seed: int = ANTS_SEED) -> None:
         ants.config._random_seed = int(os.environ["ANTS_RANDOM_SEED"])
     except ImportError:  # pragma: no cover - ants is a hard dependency
         pass
+
+
+def read_ants_affine(path) -> np.ndarray:
+    """4x4 RAS matrix of an ANTs/ITK affine ``.mat`` file (fixed -> moving points).
+
+    Parameters
+    ----------
+    path : str or Path
+        ``AffineTransform_float_3_3`` (or double) file written by ANTs.
+
+    Returns
+    -------
+    ndarray, shape (4, 4)
+        ``y_ras = M @ [x_ras, 1]`` in world mm.
+
+    Notes
+    -----
+    ITK stores ``y = A (x - c) + t + c`` in LPS coordinates with ``c`` the
+    fixed centre; RAS = diag(-1, -1, 1) LPS.
+    """
+    from scipy.io import loadmat
+
+    mat = loadmat(str(path))
+    key = next(k for k in mat if k.startswith("AffineTransform"))
+    params = np.asarray(mat[key], dtype=float).ravel()
+    center = np.asarray(mat["fixed"], dtype=float).ravel()
+    a = params[:9].reshape(3, 3)
+    t = params[9:12]
+    offset = t + center - a @ center
+    out = np.eye(4)
+    out[:3, :3] = LPS @ a @ LPS
+    out[:3, 3] = LPS @ offset
+    return out
 
 
 def to_ants(img: nib.Nifti1Image):

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from pipeline import templates
 from pipeline.anat.xfm import linear_matrix
-from pipeline.antsio import resample_through, to_ants
+from pipeline.antsio import read_ants_affine, resample_through, to_ants
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,7 @@ def reflection_ras(t1w_to_template_linear) -> np.ndarray:
     points. The reflection is that map, the template's x -> -x (its mid-sagittal
     plane), and back: ``A^-1 F A``.
     """
-    matrix, offset = linear_matrix(t1w_to_template_linear)
-    lps = np.diag([-1.0, -1.0, 1.0])
-    a = np.eye(4)
-    a[:3, :3] = lps @ matrix @ lps
-    a[:3, 3] = lps @ offset
+    a = read_ants_affine(t1w_to_template_linear)
     return np.linalg.inv(a) @ np.diag([-1.0, 1.0, 1.0, 1.0]) @ a
 
 
@@ -103,10 +99,10 @@ def enantiomorphic_fill(image: nib.Nifti1Image, lesion: nib.Nifti1Image, reflect
     weight = np.clip(2.0 - distance / margin_mm, 0.0, 1.0)
     zone = np.nonzero(weight > 0)
     ijk = np.stack(zone + (np.ones(len(zone[0])),))
-    to_vox = np.linalg.inv(image.affine) @ reflection @ image.affine
-    mirrored = ndimage.map_coordinates(data, (to_vox @ ijk)[:3], order=1, mode="constant")
+    homologous = (np.linalg.inv(image.affine) @ reflection @ image.affine @ ijk)[:3]
+    mirrored = ndimage.map_coordinates(data, homologous, order=1, mode="constant")
     # a homologous point that is itself lesion (bilateral stroke) keeps its own value
-    mirrored_outside = ndimage.map_coordinates(outside.astype(np.float32), (to_vox @ ijk)[:3],
+    mirrored_outside = ndimage.map_coordinates(outside.astype(np.float32), homologous,
                                                order=1, mode="constant", cval=0.0) > 0.5
     w = weight[zone] * mirrored_outside
     filled = data.copy()

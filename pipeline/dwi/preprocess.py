@@ -15,12 +15,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from pipeline.antsio import read_ants_affine
 from pipeline.dwi.gradients import rotate_bvecs, rotation_of
 
 logger = logging.getLogger(__name__)
-
-LPS = np.diag([-1.0, -1.0, 1.0])
-"""ITK physical space is LPS; nibabel world space is RAS."""
 
 
 def head_bounding_box(b0: np.ndarray, *, margin: int = 3) -> tuple[slice, ...]:
@@ -160,21 +158,6 @@ def _euler_xyz_deg(rotation: np.ndarray) -> np.ndarray:
     return np.degrees([rx, ry, rz])
 
 
-def _ants_matrix(path: str) -> np.ndarray:
-    """RAS 4x4 of an ITK affine transform file (fixed point -> moving point)."""
-    import ants
-
-    tx = ants.read_transform(path)
-    params = np.asarray(tx.parameters, dtype=float)
-    center = np.asarray(tx.fixed_parameters, dtype=float)
-    linear, translation = params[:9].reshape(3, 3), params[9:12]
-    offset = translation + center - linear @ center
-    lps = np.eye(4)
-    lps[:3, :3], lps[:3, 3] = linear, offset
-    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-    return flip @ lps @ flip
-
-
 def smoothing_sigmas(shrink) -> tuple[float, ...]:
     """Registration smoothing (voxels) per level: shrink / 4, none at the finest level.
 
@@ -271,7 +254,7 @@ def motion_correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvec
         moving = vol(i)
         path = _register_volume(reference, moving, affine=eddy and not is_b0[i],
                                 iterations=iterations, shrink=shrink, sigmas=sigmas)
-        matrices[i] = _ants_matrix(path)
+        matrices[i] = read_ants_affine(path)
         moved = ants.apply_transforms(reference, moving, [path], interpolator=interpolator)
         out[..., i] = np.maximum(from_ants(moved).get_fdata(dtype=np.float32), 0.0)
     rotations = np.stack([rotation_of(m[:3, :3]) for m in matrices])

@@ -74,8 +74,7 @@ def register_dwi_to_t1w(b0: nib.Nifti1Image, dwi_mask: np.ndarray, t1w: nib.Nift
     """
     import ants
 
-    from pipeline.antsio import to_ants
-    from pipeline.dwi.preprocess import _ants_matrix
+    from pipeline.antsio import read_ants_affine, to_ants
 
     t1 = np.asarray(t1w.dataobj, np.float32) * (np.asarray(t1w_mask.dataobj) > 0)
     b = np.asarray(b0.dataobj, np.float32) * dwi_mask
@@ -86,7 +85,7 @@ def register_dwi_to_t1w(b0: nib.Nifti1Image, dwi_mask: np.ndarray, t1w: nib.Nift
                             aff_shrink_factors=(4, 2, 1), aff_smoothing_sigmas=(2, 1, 0),
                             verbose=False)
     path = reg["fwdtransforms"][0]
-    return _ants_matrix(path), path
+    return read_ants_affine(path), path
 
 
 def to_dwi_fraction(mask: np.ndarray, t1w_affine: np.ndarray, matrix: np.ndarray,

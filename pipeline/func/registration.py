@@ -11,11 +11,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from pipeline.antsio import from_ants, to_ants
+from pipeline.antsio import from_ants, read_ants_affine, to_ants
 
 logger = logging.getLogger(__name__)
-
-LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 @dataclass
@@ -37,20 +35,6 @@ class Coregistration:
     transform_path: str
     t1w_from_bold: np.ndarray
     metrics: dict
-
-
-def _world_matrix(transform_path) -> np.ndarray:
-    """RAS 4x4 of an ANTs affine .mat (maps fixed-space points to moving-space points)."""
-    import ants
-
-    tx = ants.read_transform(str(transform_path))
-    params = np.asarray(tx.parameters, dtype=float)
-    centre = np.asarray(tx.fixed_parameters, dtype=float)
-    matrix = params[:9].reshape(3, 3)
-    lps = np.eye(4)
-    lps[:3, :3] = matrix
-    lps[:3, 3] = params[9:12] + centre - matrix @ centre
-    return LPS @ lps @ LPS
 
 
 def register_bold_to_t1w(boldref: nib.Nifti1Image, t1w: nib.Nifti1Image, brain_mask: nib.Nifti1Image,
@@ -94,7 +78,7 @@ def register_bold_to_t1w(boldref: nib.Nifti1Image, t1w: nib.Nifti1Image, brain_m
     Path(out_transform).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(reg["fwdtransforms"][0], out_transform)
     mi = float(ants.image_mutual_information(fixed, reg["warpedmovout"]))
-    bold_from_t1w = _world_matrix(out_transform)
+    bold_from_t1w = read_ants_affine(out_transform)
     logger.info("BOLD->T1w rigid registration, MI %.3f", mi)
     return Coregistration(str(out_transform), np.linalg.inv(bold_from_t1w),
                           {"bold_t1w_registration_mi": mi})

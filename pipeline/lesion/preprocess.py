@@ -127,7 +127,7 @@ def flair_to_t1w(flair: nib.Nifti1Image, t1w: nib.Nifti1Image, *, n4_shrink_fact
                                    transformlist=reg["fwdtransforms"], interpolator="linear")
     raw_warped = ants.apply_transforms(fixed=fixed_full, moving=fl,
                                        transformlist=reg["fwdtransforms"], interpolator="linear")
-    from pipeline.lesion.space import read_ants_affine
+    from pipeline.antsio import read_ants_affine
 
     rigid = read_ants_affine(reg["fwdtransforms"][0])
     mi = float(ants.image_mutual_information(fixed, reg["warpedmovout"]))

@@ -15,11 +15,12 @@ import nibabel as nib
 import numpy as np
 
 from pipeline import validate
+from pipeline.antsio import read_ants_affine
 from pipeline.errors import PipelineInputError
 from pipeline.io import read_json, save_image, write_json
 from pipeline.lesion import measures
 from pipeline.lesion.figures import lesion_mosaic
-from pipeline.lesion.space import apply_affine, read_ants_affine
+from pipeline.lesion.space import apply_affine
 
 log = logging.getLogger(__name__)
 

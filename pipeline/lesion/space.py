@@ -1,12 +1,13 @@
-"""Geometry shared by the lesion stream: ANTs affines, template mirror, hemispheres.
+"""Geometry shared by the lesion stream: template mirror, hemispheres.
 
 The anatomy stream's affine (``from-MNI152NLin6Asym_to-T1w_mode-image_desc-affine_xfm.mat``)
 is the transform ANTs uses to resample the template into the T1w grid: it maps
 T1w *points* to template points. The lesion stream reads it as a 4x4 matrix in
-RAS world coordinates and uses it to (i) mirror the subject across the
-template's mid-sagittal plane (x = 0 in MNI152NLin6Asym) and (ii) say which
-hemisphere (template x < 0 is left) a voxel lies in. None of this depends on
-the lesion-masked SyN, so the lesion mask can feed that registration.
+RAS world coordinates (:func:`pipeline.antsio.read_ants_affine`) and uses it to
+(i) mirror the subject across the template's mid-sagittal plane (x = 0 in
+MNI152NLin6Asym) and (ii) say which hemisphere (template x < 0 is left) a
+voxel lies in. None of this depends on the lesion-masked SyN, so the lesion
+mask can feed that registration.
 """
 
 from __future__ import annotations
@@ -14,41 +15,6 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
-
-_LPS = np.diag([-1.0, -1.0, 1.0])
-
-
-def read_ants_affine(path) -> np.ndarray:
-    """4x4 RAS matrix of an ANTs/ITK affine ``.mat`` file (fixed -> moving points).
-
-    Parameters
-    ----------
-    path : str or Path
-        ``AffineTransform_float_3_3`` (or double) file written by ANTs.
-
-    Returns
-    -------
-    ndarray, shape (4, 4)
-        ``y_ras = M @ [x_ras, 1]`` in world mm.
-
-    Notes
-    -----
-    ITK stores ``y = A (x - c) + t + c`` in LPS coordinates with ``c`` the
-    fixed centre; RAS = diag(-1, -1, 1) LPS.
-    """
-    from scipy.io import loadmat
-
-    mat = loadmat(str(path))
-    key = next(k for k in mat if k.startswith("AffineTransform"))
-    params = np.asarray(mat[key], dtype=float).ravel()
-    center = np.asarray(mat["fixed"], dtype=float).ravel()
-    a = params[:9].reshape(3, 3)
-    t = params[9:12]
-    offset = t + center - a @ center
-    out = np.eye(4)
-    out[:3, :3] = _LPS @ a @ _LPS
-    out[:3, 3] = _LPS @ offset
-    return out
 
 
 def apply_affine(matrix: np.ndarray, xyz: np.ndarray) -> np.ndarray:

@@ -6,10 +6,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pipeline.antsio import read_ants_affine
 from pipeline.errors import PipelineInputError
 from pipeline.lesion import measures
 from pipeline.lesion.segment import segment_lesion
-from pipeline.lesion.space import mirror, read_ants_affine, template_x
+from pipeline.lesion.space import mirror, template_x
 from tests.conftest import dice
 
 VOXEL_MM = 3.0
