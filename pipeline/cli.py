@@ -37,7 +37,7 @@ def _cmd_simulate(args) -> None:
         lesion_free_fraction=args.lesion_free_fraction,
         manual_mask_fraction=args.manual_mask_fraction,
         bold_null_fraction=args.bold_null_fraction, dropout_fraction=args.dropout_fraction,
-        effect_nihss=args.effect_nihss,
+        effect_nihss=args.effect_nihss, storage=args.storage,
     )
     paths = simulate_trial(args.out, spec)
     log.info("BIDS dataset: %s; allocation key: %s; truth: %s",
@@ -59,21 +59,20 @@ def _cmd_inventory(args) -> None:
 
 
 def _cmd_flair_qc(args) -> None:
-    from pipeline import validate
     from pipeline.io import write_json
+    from pipeline.orientation import read_image
     from pipeline.qc.modality import flair_metrics
 
-    write_json(args.out_metrics, flair_metrics(validate.load_data(args.flair, what="FLAIR")))
+    write_json(args.out_metrics, flair_metrics(read_image(args.flair, what="FLAIR")))
 
 
 def _cmd_dwi_qc(args) -> None:
-    from pipeline import validate
+    from pipeline.dwi.gradients import load_dwi
     from pipeline.io import write_json
     from pipeline.qc.modality import dwi_metrics
 
-    img = validate.load_data(args.dwi, ndim=(4,), what="DWI")
-    bvals, bvecs = validate.read_gradients(args.bval, args.bvec, img.shape[3], dwi_path=args.dwi)
-    write_json(args.out_metrics, dwi_metrics(img, bvals, bvecs))
+    dwi = load_dwi(args.dwi, args.bval, args.bvec)
+    write_json(args.out_metrics, dwi_metrics(dwi.image, dwi.bvals, dwi.bvecs))
 
 
 def _cmd_session_features(args) -> None:
@@ -153,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout-fraction", type=float, default=0.0)
     p.add_argument("--effect-nihss", type=float, default=-1.5,
                    help="treated minus control 6-month NIHSS motor score (points)")
+    p.add_argument("--storage", choices=("random", "RAS", "LAS", "LPS", "oblique"),
+                   default="random",
+                   help="how each session's images are stored: random (per session, RAS, LAS, "
+                        "LPS or oblique up to 15 degrees, as scanners store them) or one for all")
 
     p = command("inventory", _cmd_inventory, "discover sessions and write sessions.tsv")
     p.add_argument("--bids-dir", required=True)

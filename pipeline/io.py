@@ -102,7 +102,16 @@ def provenance(*, sources=(), parameters=None, description: str = "") -> dict:
 
 def save_image(img: nib.Nifti1Image, path, *, sources=(), parameters=None,
                description: str = "", dtype=None) -> None:
-    """Save a NIfTI image atomically with its JSON sidecar."""
+    """Save a NIfTI image atomically with its JSON sidecar.
+
+    The orientation contract (:mod:`pipeline.orientation`): every derivative is
+    on a canonical (closest RAS+) grid; anything else is a programming error.
+    """
+    from pipeline.orientation import CANONICAL, ORIENTATION_RULE, is_canonical
+
+    if not is_canonical(img.affine):
+        raise ValueError(f"{path}: refusing to write a derivative that is not on a canonical "
+                         f"(closest {''.join(CANONICAL)}) grid: {nib.aff2axcodes(img.affine)}")
     path = Path(path)
     if dtype is not None:
         img = nib.Nifti1Image(np.asarray(img.dataobj).astype(dtype), img.affine)
@@ -113,5 +122,7 @@ def save_image(img: nib.Nifti1Image, path, *, sources=(), parameters=None,
         os.replace(tmp + (".nii.gz" if str(path).endswith(".gz") else ".nii"), tmp)
 
     _atomic_write(path, write)
-    write_json(sidecar_path(path), provenance(sources=sources, parameters=parameters,
-                                              description=description))
+    sidecar = provenance(sources=sources, parameters=parameters, description=description)
+    sidecar["Grid"] = ("canonical grid of the source image (closest RAS+; "
+                       f"orientation contract: {ORIENTATION_RULE})")
+    write_json(sidecar_path(path), sidecar)

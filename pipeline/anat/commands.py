@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.config import schema_default
+from pipeline.orientation import read_image
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def _cmd_preproc(args) -> None:
     from pipeline.qc.figures import mosaic
 
     t1w = inputs.load_t1w(args.t1w)
-    lesion = inputs.optional_mask(args.lesion_mask, t1w, what="manual lesion mask")
+    lesion = inputs.manual_lesion(args.lesion_mask, t1w, threshold=args.manual_threshold,
+                                  labels=args.manual_labels)
     params = {"registration_voxel_mm": args.registration_voxel_mm,
               "n4_shrink_factor": args.n4_shrink_factor, "template": TEMPLATE,
               "lesion_cost_function_mask": lesion is not None}
@@ -57,9 +59,9 @@ def _cmd_register(args) -> None:
     from pipeline.io import provenance, save_image, sidecar_path, write_json
     from pipeline.qc.figures import mosaic
 
-    preproc = nib.load(args.t1w_preproc)
-    mask = nib.load(args.brain_mask)
-    lesion = inputs.optional_mask(args.lesion_mask, preproc)
+    preproc = read_image(args.t1w_preproc, what="T1w")
+    mask = read_image(args.brain_mask, what="brain mask")
+    lesion = inputs.lesion_on_grid(args.lesion_mask, preproc)
     params = {"template": TEMPLATE, "registration_voxel_mm": args.registration_voxel_mm,
               "mask_dilation_mm": args.mask_dilation_mm,
               "syn_iterations": args.syn_iterations,
@@ -69,11 +71,12 @@ def _cmd_register(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline_preproc:
             rigid = register.rigid_to_baseline(
-                preproc, mask, nib.load(args.baseline_preproc), nib.load(args.baseline_mask),
+                preproc, mask, read_image(args.baseline_preproc, what="baseline T1w"),
+                read_image(args.baseline_mask, what="baseline brain mask"),
                 workdir=tmp, lesion=lesion, registration_voxel_mm=args.registration_voxel_mm)
             register.chain_through_baseline(
                 preproc, rigid, args.baseline_mni_to_t1w, args.baseline_t1w_to_mni,
-                baseline_preproc=nib.load(args.baseline_preproc),
+                baseline_preproc=read_image(args.baseline_preproc, what="baseline T1w"),
                 mni_to_t1w_out=args.out_mni_to_t1w, t1w_to_mni_out=args.out_t1w_to_mni)
             params["method"] = "rigid to the baseline session, composed with its SyN"
             sources += [args.baseline_preproc, args.baseline_mni_to_t1w]
@@ -126,15 +129,14 @@ def _cmd_register(args) -> None:
 
 def _cmd_segment(args) -> None:
     _threads(args)
-    import nibabel as nib
 
     from pipeline.anat import inputs
     from pipeline.anat.figures import TISSUE_COLORS, overlay_mosaic
     from pipeline.anat.segment import TISSUE_LABELS, segment_tissues
     from pipeline.io import save_image, write_json
 
-    preproc = nib.load(args.t1w_preproc)
-    lesion = inputs.optional_mask(args.lesion_mask, preproc)
+    preproc = read_image(args.t1w_preproc, what="T1w")
+    lesion = inputs.lesion_on_grid(args.lesion_mask, preproc)
     params = {"prior_weight": args.prior_weight, "mrf_weight": args.mrf_weight,
               "priors": "MNI152NLin2009aSym GM/WM/CSF (nilearn)",
               "lesion_class": lesion is not None}
@@ -155,20 +157,19 @@ def _cmd_segment(args) -> None:
 
 def _cmd_thickness(args) -> None:
     _threads(args)
-    import nibabel as nib
     import numpy as np
 
-    from pipeline.anat import inputs
     from pipeline.anat.figures import overlay_mosaic
-    from pipeline.anat.thickness import cortical_thickness, lesion_side_from_labels, regional_thickness
+    from pipeline.anat.thickness import cortical_thickness, regional_thickness
     from pipeline.io import _atomic_write, save_image, write_json
+    from pipeline.orientation import check_same_grid
+    from pipeline.side import read_lesion_side
 
-    dseg, probseg = nib.load(args.dseg), nib.load(args.probseg)
-    atlas, dk = nib.load(args.atlas), nib.load(args.dk)
-    side = inputs.lesion_side(args.lesion_side)
-    if side is None:
-        side = lesion_side_from_labels(dseg, dk)
-        log.info("lesion side from this session's lesion class: %s", side)
+    dseg = read_image(args.dseg, what="tissue dseg")
+    probseg = read_image(args.probseg, what="tissue probseg", ndim=(4,))
+    atlas, dk = read_image(args.atlas, what="atlas dseg"), read_image(args.dk, what="DK dseg")
+    check_same_grid(dseg, probseg=probseg, atlas=atlas, dk=dk)
+    side = read_lesion_side(args.lesion_side)
     if args.method == "laplace":
         options = {"grid_mm": args.grid_mm, "sulcal_jump_mm": args.sulcal_jump_mm or None}
     else:
@@ -176,7 +177,8 @@ def _cmd_thickness(args) -> None:
                    "gradient_step": args.gradient_step, "smoothing_sigma": args.smoothing_sigma}
     thick, weight = cortical_thickness(dseg, probseg, method=args.method,
                                        with_surface_weight=True, **options)
-    params = {"method": args.method, **options, "lesion_side": side}
+    params = {"method": args.method, **options, "lesion_side": side.side,
+              "ipsilesional_hemisphere": side.ipsilesional}
     metrics, table = regional_thickness(thick, dseg, atlas, dk, lesion_side=side, weight=weight)
     sources = [args.dseg, args.probseg, args.atlas, args.dk]
     save_image(thick, args.out_thickness, sources=sources, parameters=params, dtype="float32",
@@ -186,7 +188,7 @@ def _cmd_thickness(args) -> None:
     write_json(args.out_metrics, metrics)
     t = thick.get_fdata()
     vmax = float(np.percentile(t[t > 0], 99)) if (t > 0).any() else 5.0
-    overlay_mosaic(nib.load(args.t1w_preproc), thick, args.out_figure, vmin=0.0, vmax=vmax,
+    overlay_mosaic(read_image(args.t1w_preproc, what="T1w"), thick, args.out_figure, vmin=0.0, vmax=vmax,
                    colorbar_label="cortical thickness (mm)",
                    title=f"{Path(args.dseg).name}: cortical thickness")
 
@@ -200,7 +202,14 @@ def register(command) -> None:
     for opt in ("--t1w", "--out-preproc", "--out-mask", "--out-xfm", "--out-metrics",
                 "--out-figure"):
         p.add_argument(opt, required=True)
-    p.add_argument("--lesion-mask", help="manual lesion mask (T1w space), optional")
+    p.add_argument("--lesion-mask", help="raw manual lesion mask drawn on the T1w's grid (any "
+                   "storage orientation), optional: excluded from the template registration")
+    p.add_argument("--manual-threshold", type=float,
+                   default=schema_default("lesion", "manual_threshold"),
+                   help="probability maps: lesion where the value is >= this")
+    p.add_argument("--manual-labels", type=int, nargs="*",
+                   default=schema_default("lesion", "manual_labels"),
+                   help="lesion label value(s) of a multi-label manual mask")
     p.add_argument("--registration-voxel-mm", type=float, default=anat("registration_voxel_mm"))
     p.add_argument("--n4-shrink-factor", type=int, default=anat("n4_shrink_factor"))
     p.add_argument("--threads", type=int, default=1)
@@ -237,7 +246,8 @@ def register(command) -> None:
     for opt in ("--t1w-preproc", "--dseg", "--probseg", "--atlas", "--dk", "--out-thickness",
                 "--out-table", "--out-metrics", "--out-figure"):
         p.add_argument(opt, required=True)
-    p.add_argument("--lesion-side", help="lesion stream's per-subject lesion-side JSON, optional")
+    p.add_argument("--lesion-side", required=True,
+                   help="the lesion stream's per-subject lesion-side JSON (pipeline.side)")
     p.add_argument("--method", choices=("laplace", "direct"), default=anat("thickness_method"))
     p.add_argument("--grid-mm", type=float, default=anat("thickness_grid_mm"),
                    help="Laplace: T1w voxels subdivided to at most this spacing (mm)")

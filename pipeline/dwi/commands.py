@@ -78,24 +78,28 @@ def _cmd_dwi_regions(args) -> None:
 
     import nibabel as nib
 
-    from pipeline import validate
     from pipeline.dwi import regions
-    from pipeline.io import read_json, save_image, write_json
+    from pipeline.io import save_image, write_json
+    from pipeline.orientation import check_same_grid, read_image
     from pipeline.qc.figures import mosaic
+    from pipeline.side import read_lesion_side
 
-    fa_img = nib.load(args.fa)
+    fa_img = read_image(args.fa, what="FA map")
     fa = fa_img.get_fdata(dtype=np.float32)
-    md = nib.load(args.md).get_fdata(dtype=np.float32)
-    b0 = nib.load(args.b0)
-    dwi_mask = np.asarray(nib.load(args.mask).dataobj) > 0
-    t1w = validate.load_data(args.t1w, what="T1w")
-    t1w_mask = nib.load(args.t1w_mask)
-    atlas = nib.load(args.atlas)
-    tissue = nib.load(args.tissue)
-    lesion = nib.load(args.lesion) if args.lesion else None
-    side = read_json(args.lesion_side).get("lesion_side", "none")
-    if side not in ("left", "right"):
-        log.warning("lesion side is %r: ipsi/contralesional metrics are not defined", side)
+    md = read_image(args.md, what="MD map").get_fdata(dtype=np.float32)
+    b0 = read_image(args.b0, what="b=0 reference")
+    dwi_mask_img = read_image(args.mask, what="DWI brain mask")
+    check_same_grid(fa_img, md=nib.Nifti1Image(md, fa_img.affine), b0=b0, mask=dwi_mask_img)
+    dwi_mask = np.asarray(dwi_mask_img.dataobj) > 0
+    t1w = read_image(args.t1w, what="T1w")
+    t1w_mask = read_image(args.t1w_mask, what="T1w brain mask")
+    atlas = read_image(args.atlas, what="atlas dseg")
+    tissue = read_image(args.tissue, what="tissue dseg")
+    lesion = read_image(args.lesion, what="lesion mask") if args.lesion else None
+    check_same_grid(t1w, brain_mask=t1w_mask, atlas=atlas, tissue=tissue, lesion=lesion)
+    side = read_lesion_side(args.lesion_side)
+    if not side.lateralised:
+        log.warning("lesion side is %r: ipsi/contralesional metrics are not defined", side.side)
     matrix, transform = regions.register_dwi_to_t1w(b0, dwi_mask, t1w, t1w_mask)
     Path(args.out_xfm).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(transform, args.out_xfm)
@@ -121,7 +125,8 @@ def _cmd_dwi_regions(args) -> None:
                sources=[args.fa, args.atlas, args.tissue, args.lesion or ""],
                parameters=vars(options) | {"labels": dict(enumerate(order, start=1)),
                                            "statistic": args.statistic,
-                                           "lesion_side": side},
+                                           "lesion_side": side.side,
+                                           "ipsilesional_hemisphere": side.ipsilesional},
                description="regions of the DWI metrics, on the DWI grid", dtype="uint8")
     contours = {k: nib.Nifti1Image(masks[k].astype(np.uint8), fa_img.affine)
                 for k in ("cst_ipsilesional", "cst_contralesional", "lesion") if k in masks}

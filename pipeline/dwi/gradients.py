@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline import validate
 from pipeline.errors import PipelineInputError
+from pipeline.orientation import Storage, read_image_storage, resolve_affine
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +36,19 @@ class DwiInput:
     Attributes
     ----------
     image : nibabel.Nifti1Image
-        4D float32 series.
+        4D float32 series on its canonical grid (:mod:`pipeline.orientation`).
     bvals : ndarray, shape (n,)
         b-values (s/mm^2).
     bvecs : ndarray, shape (n, 3)
-        Unit gradient directions in the voxel frame (zeros for b=0).
+        Unit gradient directions in the voxel frame of ``image`` (zeros for b=0).
+    storage : Storage or None
+        How the file was stored (axis codes of sidecar fields map through it).
     """
 
     image: nib.Nifti1Image
     bvals: np.ndarray
     bvecs: np.ndarray
+    storage: Storage | None = None
 
     @property
     def is_b0(self) -> np.ndarray:
@@ -133,7 +137,7 @@ def load_dwi(dwi_path, bval_path, bvec_path) -> DwiInput:
     non-unit b-vectors, no b=0 volume, or fewer than six diffusion-weighted
     volumes.
     """
-    img = validate.load_data(dwi_path, ndim=(4,), what="DWI")
+    img, storage = read_image_storage(dwi_path, ndim=(4,), what="DWI")
     bvals, bvecs_fsl = validate.read_gradients(bval_path, bvec_path, img.shape[3],
                                                dwi_path=dwi_path)
     n_dw = int((bvals > validate.B0_THRESHOLD).sum())
@@ -141,10 +145,13 @@ def load_dwi(dwi_path, bval_path, bvec_path) -> DwiInput:
         raise PipelineInputError(
             bval_path, f"has {n_dw} diffusion-weighted volumes; a tensor fit needs at least "
             f"{MIN_DIRECTIONS}")
-    bvecs = fsl_to_voxel(bvecs_fsl, img.affine)
+    # the file's b-vectors live in the STORED voxel frame (FSL convention of the stored
+    # affine); the image is now on its canonical grid: carry them by the same permutation
+    stored_affine = resolve_affine(nib.load(str(dwi_path)))[0]
+    bvecs = storage.vectors(fsl_to_voxel(bvecs_fsl, stored_affine))
     norms = np.linalg.norm(bvecs, axis=1, keepdims=True)
     bvecs = np.where(norms > 0, bvecs / np.where(norms > 0, norms, 1.0), 0.0)
     bvecs[bvals <= validate.B0_THRESHOLD] = 0.0
     logger.info("%s: %d volumes, %d b=0, shells %s", dwi_path, img.shape[3],
                 int((bvals <= validate.B0_THRESHOLD).sum()), validate.shells(bvals))
-    return DwiInput(img, bvals, bvecs)
+    return DwiInput(img, bvals, bvecs, storage)

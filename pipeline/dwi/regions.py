@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.dwi.tensor import MD_UNIT_SCALE
+from pipeline.side import as_lesion_side
 from pipeline.templates import ATLAS_REGION_LABELS
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def hemisphere_split(left: np.ndarray, right: np.ndarray, affine: np.ndarray, sh
 
 def region_masks(*, dwi_mask: np.ndarray, dwi_affine: np.ndarray, atlas: nib.Nifti1Image,
                  tissue: nib.Nifti1Image, lesion: nib.Nifti1Image | None, matrix: np.ndarray,
-                 lesion_side: str, options: RegionOptions | None = None) -> dict:
+                 lesion_side, options: RegionOptions | None = None) -> dict:
     """Boolean masks on the DWI grid, keyed by region and hemisphere.
 
     Parameters
@@ -147,8 +148,9 @@ def region_masks(*, dwi_mask: np.ndarray, dwi_affine: np.ndarray, atlas: nib.Nif
         T1w-space lesion mask.
     matrix : ndarray (4, 4)
         T1w world -> DWI world.
-    lesion_side : {"left", "right", ...}
-        Anything else (none, bilateral) gives no ipsi/contra masks.
+    lesion_side : LesionSide or str
+        The subject's lesion side (:mod:`pipeline.side`); not lateralised gives no
+        ipsi/contra masks.
 
     Returns
     -------
@@ -210,8 +212,8 @@ def region_masks(*, dwi_mask: np.ndarray, dwi_affine: np.ndarray, atlas: nib.Nif
 
     out = {"nawm": nawm, "lesion": dwi_mask & (fractions["lesion"] >= opt.lesion_fraction_min),
            "fractions": fractions}
-    if lesion_side in ("left", "right"):
-        contra = "right" if lesion_side == "left" else "left"
+    side = as_lesion_side(lesion_side)
+    if side.lateralised:
         left_t1 = np.isin(atlas_data, [LABEL["cst_left"], LABEL["m1_left"]])
         right_t1 = np.isin(atlas_data, [LABEL["cst_right"], LABEL["m1_right"]])
         if left_t1.any() and right_t1.any():
@@ -220,10 +222,10 @@ def region_masks(*, dwi_mask: np.ndarray, dwi_affine: np.ndarray, atlas: nib.Nif
             hemi = {"left": lh, "right": rh}
         else:
             hemi = {"left": np.zeros(shape, bool), "right": np.zeros(shape, bool)}
-        for name, side in (("ipsilesional", lesion_side), ("contralesional", contra)):
-            out[f"cst_{name}"] = cst[side]
-            out[f"plic_{name}"] = plic[side]
-            out[f"nawm_{name}"] = nawm & hemi[side]
+        for role, hemisphere in side.roles().items():
+            out[f"cst_{role}"] = cst[hemisphere]
+            out[f"plic_{role}"] = plic[hemisphere]
+            out[f"nawm_{role}"] = nawm & hemi[hemisphere]
     return out
 
 

@@ -68,6 +68,21 @@ class PreprocOptions:
     exclude_outlier_volumes: bool = True
     threads: int = 1
 
+    @classmethod
+    def from_schema(cls, **overrides) -> PreprocOptions:
+        """The configuration schema's defaults (section ``dwi``), with ``overrides``."""
+        from dataclasses import fields
+
+        from pipeline.config import schema_default
+
+        values = {}
+        for item in fields(cls):
+            if item.name == "threads":
+                continue
+            value = schema_default("dwi", item.name)
+            values[item.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**{**values, **overrides})
+
 
 @dataclass
 class PreprocResult:

@@ -36,7 +36,7 @@ def _cmd_preproc(args) -> None:
     pre = preprocess_bold(run.image, tr_s=run.tr_s, n_dummy=run.n_dummy,
                           slice_timing_s=run.slice_timing_s,
                           slice_timing_correction=args.slice_timing_correction == "yes",
-                          fd_threshold_mm=args.fd_threshold_mm)
+                          fd_threshold_mm=args.fd_threshold_mm, slice_axis=run.slice_axis)
     params = {"n_dummy": run.n_dummy, "tr_s": run.tr_s, "slice_time_ref": pre.slice_time_ref,
               "slice_timing_corrected": run.slice_timing_s is not None
               and args.slice_timing_correction == "yes",
@@ -84,15 +84,16 @@ def _cmd_coreg(args) -> None:
     import nibabel as nib
     import numpy as np
 
-    from pipeline import validate
     from pipeline.func.registration import bold_to_t1w, register_bold_to_t1w
     from pipeline.io import provenance, sidecar_path, write_json
+    from pipeline.orientation import check_same_grid, read_image
     from pipeline.qc import iqm
     from pipeline.qc.figures import mosaic
 
-    boldref = nib.load(args.boldref)
-    t1w = validate.load_data(args.t1w, what="T1w")
-    brain = nib.load(args.brain_mask)
+    boldref = read_image(args.boldref, what="BOLD reference")
+    t1w = read_image(args.t1w, what="T1w")
+    brain = read_image(args.brain_mask, what="brain mask")
+    check_same_grid(t1w, brain_mask=brain)
     reg = register_bold_to_t1w(boldref, t1w, brain, out_transform=args.out_xfm,
                                registration_voxel_mm=args.registration_voxel_mm)
     write_json(args.out_metrics, reg.metrics)
@@ -125,13 +126,15 @@ def _cmd_glm(args) -> None:
     from pipeline.func.glm import check_events, confound_regressors, fit_first_level
     from pipeline.func.registration import bold_to_t1w, labels_to_bold, t1w_to_bold
     from pipeline.io import _atomic_write, read_json, save_image, write_json
+    from pipeline.orientation import check_same_grid, read_image
+    from pipeline.side import read_lesion_side
     from pipeline.templates import ATLAS_REGION_LABELS
 
     contrasts = _pairs(args.contrast, "--contrast")
     zmap_paths = _pairs(args.out_zmap, "--out-zmap")
     if args.primary_contrast not in contrasts:
         raise PipelineInputError(args.primary_contrast, f"is not one of the contrasts {list(contrasts)}")
-    bold = nib.load(args.bold)
+    bold = read_image(args.bold, what="preprocessed BOLD", ndim=(4,))
     sidecar = read_json(str(args.bold).replace(".nii.gz", ".json"))
     tr_s = float(bold.header.get_zooms()[3])
     slice_time_ref = float(sidecar["Parameters"]["slice_time_ref"])
@@ -145,11 +148,14 @@ def _cmd_glm(args) -> None:
         motion_model=args.motion_regressors,
         spike_threshold_mm=args.fd_threshold_mm if args.spike_regressors == "yes" else None)
 
-    boldref = nib.load(args.boldref)
-    brain_t1w = nib.load(args.brain_mask)
+    boldref = read_image(args.boldref, what="BOLD reference")
+    brain_t1w = read_image(args.brain_mask, what="brain mask")
     brain_frac = t1w_to_bold(nib.Nifti1Image(np.asarray(brain_t1w.dataobj, dtype=np.float32),
                                              brain_t1w.affine), boldref, args.xfm).get_fdata()
-    head = np.asarray(nib.load(args.bold_mask).dataobj) > 0
+    head_img = read_image(args.bold_mask, what="BOLD head mask")
+    check_same_grid(boldref, bold=nib.Nifti1Image(np.zeros(bold.shape[:3], np.uint8), bold.affine),
+                    head_mask=head_img)
+    head = np.asarray(head_img.dataobj) > 0
     glm_mask = nib.Nifti1Image(((brain_frac >= 0.5) & head).astype(np.uint8), boldref.affine)
     params = {"hrf_model": args.hrf_model, "high_pass_hz": args.high_pass_hz,
               "smoothing_fwhm_mm": args.smoothing_fwhm_mm, "noise_model": args.noise_model,
@@ -180,16 +186,17 @@ def _cmd_glm(args) -> None:
     z = glm.z_maps[args.primary_contrast].get_fdata()
     psc = glm.effect_maps[args.primary_contrast].get_fdata()
     label_of = {name: value for value, name in ATLAS_REGION_LABELS.items()}
-    m1_side = labels_to_bold(nib.load(args.atlas), boldref, args.xfm,
+    atlas = read_image(args.atlas, what="atlas dseg")
+    m1_side = labels_to_bold(atlas, boldref, args.xfm,
                              label_values=(label_of["m1_left"], label_of["m1_right"]),
                              min_fraction=args.atlas_min_fraction)
     lesion = None
     if args.lesion:
-        lesion_t1w = nib.load(args.lesion)
+        lesion_t1w = read_image(args.lesion, what="lesion mask")
         frac = t1w_to_bold(nib.Nifti1Image((np.asarray(lesion_t1w.dataobj) > 0).astype(np.float32),
                                            lesion_t1w.affine), boldref, args.xfm).get_fdata()
         lesion = frac >= args.lesion_min_fraction
-    side = read_json(args.lesion_side).get("lesion_side") if args.lesion_side else None
+    side = read_lesion_side(args.lesion_side)
     dseg = np.zeros(z.shape, dtype=np.uint8)
     dseg[m1_side[label_of["m1_left"]]] = label_of["m1_left"]
     dseg[m1_side[label_of["m1_right"]]] = label_of["m1_right"]
@@ -202,16 +209,15 @@ def _cmd_glm(args) -> None:
                description="M1 (Juelich BA4a+BA4p) and lesion on the BOLD grid", dtype="uint8")
     voxel_ml = float(abs(np.linalg.det(boldref.affine[:3, :3]))) / 1000.0
     fwhm_voxels = glm.smoothness_fwhm_mm / np.asarray(boldref.header.get_zooms()[:3], dtype=float)
-    if side in ("left", "right"):
-        contra = "right" if side == "left" else "left"
-        m1 = {"ipsilesional": m1_side[label_of[f"m1_{side}"]],
-              "contralesional": m1_side[label_of[f"m1_{contra}"]]}
+    if side.lateralised:
+        m1 = {role: m1_side[label_of[f"m1_{hemisphere}"]]
+              for role, hemisphere in side.roles().items()}
         metrics = m1_activation(z, psc, m1, lesion=lesion, z_threshold=args.z_threshold,
                                 voxel_volume_ml=voxel_ml, rng=np.random.default_rng(args.seed))
         metrics.update(m1_fwe(z, m1, lesion=lesion, fwhm_voxels=fwhm_voxels,
                               voxel_volume_ml=voxel_ml, alpha=args.fwe_alpha))
     else:
-        log.warning("lesion side %r: ipsilesional/contralesional metrics are NA", side)
+        log.warning("lesion side %r: ipsilesional/contralesional metrics are NA", side.side)
         empty = {h: np.zeros(z.shape, dtype=bool) for h in HEMISPHERES}
         metrics = {k: float("nan") for k in m1_activation(
             z, psc, empty, lesion=None, z_threshold=args.z_threshold, voxel_volume_ml=voxel_ml,
@@ -221,17 +227,17 @@ def _cmd_glm(args) -> None:
     metrics["bold_smoothness_fwhm_mm"] = float(np.prod(glm.smoothness_fwhm_mm) ** (1 / 3))
     write_json(args.out_metrics, metrics)
 
-    t1w = nib.load(args.t1w)
+    t1w = read_image(args.t1w, what="T1w")
+    check_same_grid(t1w, brain_mask=brain_t1w, atlas=atlas)
     z_t1w = bold_to_t1w(glm.z_maps[args.primary_contrast], t1w, args.xfm)
     save_image(z_t1w, args.out_zmap_t1w, sources=[zmap_paths.get(args.primary_contrast, args.bold)],
                parameters=params, dtype="float32",
                description=f"z-map of {args.primary_contrast} resampled to the T1w (linear)")
-    atlas = nib.load(args.atlas)
     atlas_data = np.rint(np.asarray(atlas.dataobj))
     contours = {name: nib.Nifti1Image((atlas_data == label_of[name]).astype(np.uint8), atlas.affine)
                 for name in ("m1_left", "m1_right")}
     if args.lesion:
-        contours["lesion"] = nib.load(args.lesion)
+        contours["lesion"] = lesion_t1w
     figures.overlay_figure(t1w, z_t1w, args.out_figure_zmap, threshold=args.z_threshold,
                            contours=contours,
                            title=f"{args.primary_contrast}: z > {args.z_threshold:g}; "

@@ -12,6 +12,7 @@ import pandas as pd
 
 from pipeline import validate
 from pipeline.errors import PipelineInputError
+from pipeline.orientation import Storage, read_image_storage
 
 
 @dataclass
@@ -21,7 +22,7 @@ class BoldRun:
     Attributes
     ----------
     image : nibabel.Nifti1Image
-        4D float32 series (dummy scans still included).
+        4D float32 series on its canonical grid (dummy scans still included).
     events : pandas.DataFrame
         ``onset``, ``duration`` (s, from the first volume after the dummy scans), ``trial_type``.
     tr_s : float
@@ -29,9 +30,13 @@ class BoldRun:
     n_dummy : int
         Leading non-steady-state volumes kept in the file.
     slice_timing_s : ndarray or None
-        Acquisition time (s) of each slice (third voxel axis), if given.
+        Acquisition time (s) of each slice along ``slice_axis``, if given.
     metadata : dict
         The sidecar (BIDS inheritance applied).
+    slice_axis : int
+        Voxel axis of the canonical image along which slices were acquired.
+    storage : Storage or None
+        How the file was stored (:mod:`pipeline.orientation`).
     """
 
     image: nib.Nifti1Image
@@ -40,6 +45,8 @@ class BoldRun:
     n_dummy: int
     slice_timing_s: np.ndarray | None
     metadata: dict
+    slice_axis: int = 2
+    storage: Storage | None = None
 
 
 def _entities(name: str) -> tuple[dict, str]:
@@ -99,7 +106,7 @@ def load_bold_run(bold_path, events_path, *, metadata: dict | None = None,
     """
     metadata = bold_metadata(bold_path) if metadata is None else metadata
     tr_s = validate.check_bold(bold_path, events_path, metadata)
-    image = validate.load_data(bold_path, ndim=(4,), what="BOLD")
+    image, storage = read_image_storage(bold_path, ndim=(4,), what="BOLD")
     events = validate.read_events(events_path)
     n_volumes = image.shape[3]
     n_dummy = int(metadata.get("DummyScans", 0) if dummy_scans is None else dummy_scans)
@@ -107,16 +114,24 @@ def load_bold_run(bold_path, events_path, *, metadata: dict | None = None,
         raise PipelineInputError(
             bold_path, f"{n_dummy} dummy scans leave fewer than 10 of {n_volumes} volumes")
     slice_timing = metadata.get("SliceTiming")
+    slice_axis = 2
     if slice_timing is not None:
-        slice_timing = np.asarray(slice_timing, dtype=float)
-        direction = metadata.get("SliceEncodingDirection", "k")
-        if direction not in ("k", "k-"):
+        direction = str(metadata.get("SliceEncodingDirection", "k"))
+        try:
+            # BIDS: SliceTiming is listed along the stored slice axis, in the order of
+            # SliceEncodingDirection ("k-": the last stored slice first)
+            stored = list(slice_timing)[::-1] if direction.endswith("-") else list(slice_timing)
+            axis_code, timing = storage.slice_timing(stored, direction[0])
+        except (ValueError, IndexError) as exc:
             raise PipelineInputError(
-                bold_path, f"SliceEncodingDirection {direction!r} is not supported (only k)")
-        if slice_timing.size != image.shape[2]:
+                bold_path, f"SliceEncodingDirection {direction!r} is not a BIDS axis (i, j, k, "
+                "optionally with -)") from exc
+        slice_axis = "ijk".index(axis_code)
+        slice_timing = np.asarray(timing, dtype=float)
+        if slice_timing.size != image.shape[slice_axis]:
             raise PipelineInputError(
                 bold_path, f"SliceTiming has {slice_timing.size} entries but the image has "
-                f"{image.shape[2]} slices")
+                f"{image.shape[slice_axis]} slices along {direction}")
         if slice_timing.min() < 0 or slice_timing.max() >= tr_s:
             raise PipelineInputError(bold_path, f"SliceTiming values must lie in [0, TR={tr_s:g} s)")
-    return BoldRun(image, events, tr_s, n_dummy, slice_timing, metadata)
+    return BoldRun(image, events, tr_s, n_dummy, slice_timing, metadata, slice_axis, storage)

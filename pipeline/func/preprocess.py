@@ -116,6 +116,7 @@ def preprocess_bold(
     slice_timing_s=None,
     slice_timing_correction: bool = True,
     fd_threshold_mm: float = 0.5,
+    slice_axis: int = 2,
 ) -> Preprocessed:
     """Dummy-scan removal, rigid head-motion correction, slice-timing correction.
 
@@ -128,11 +129,13 @@ def preprocess_bold(
     n_dummy : int
         Leading volumes to drop (non-steady-state).
     slice_timing_s : sequence of float or None
-        Slice acquisition times (s); slices along the third voxel axis.
+        Slice acquisition times (s) along ``slice_axis``.
     slice_timing_correction : bool
         Interpolate to the middle of the TR when ``slice_timing_s`` is given.
     fd_threshold_mm : float
         Framewise displacement (mm) above which a volume is an outlier.
+    slice_axis : int
+        Voxel axis of the slices (:class:`pipeline.func.inputs.BoldRun`).
 
     Returns
     -------
@@ -150,7 +153,7 @@ def preprocess_bold(
     affine = img.affine
     motion = realign(data, affine, reference_index=0)
     if slice_timing_s is not None and slice_timing_correction:
-        timed = slice_timing_correct(data, slice_timing_s, tr_s=tr_s)
+        timed = slice_timing_correct(data, slice_timing_s, tr_s=tr_s, slice_axis=slice_axis)
         slice_time_ref = 0.5
     else:
         timed = data

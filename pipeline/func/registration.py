@@ -63,13 +63,12 @@ def register_bold_to_t1w(boldref: nib.Nifti1Image, t1w: nib.Nifti1Image, brain_m
     registration.
     """
     import ants
-    from nilearn.image import resample_img
+
+    from pipeline.orientation import resample_iso
 
     mask = ndimage.binary_dilation(np.asarray(brain_mask.dataobj) > 0, iterations=2)
-    brain = nib.Nifti1Image(t1w.get_fdata(dtype=np.float32) * mask, t1w.affine)
-    target = np.diag([registration_voxel_mm] * 3)
-    brain = resample_img(brain, target_affine=target, interpolation="linear",
-                         force_resample=True, copy_header=True)
+    brain = resample_iso(nib.Nifti1Image(t1w.get_fdata(dtype=np.float32) * mask, t1w.affine),
+                         registration_voxel_mm)
     fixed = to_ants(brain)
     moving = to_ants(boldref)
     reg = ants.registration(fixed=fixed, moving=moving, type_of_transform="Rigid",

@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from pipeline.lesion.preprocess import FlairToT1w, flair_to_t1w, lesion_masked_n4
 from pipeline.lesion.segment import LesionSegmentation, segment_lesion
+from pipeline.orientation import check_same_grid
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def automatic_lesion(t1w_raw: nib.Nifti1Image, t1w_preproc: nib.Nifti1Image,
     Parameters
     ----------
     t1w_raw, t1w_preproc : nibabel image
-        The session's raw T1w and the anatomy stream's N4-corrected T1w (same grid).
+        The session's raw T1w and the anatomy stream's N4-corrected T1w, both on the
+        canonical T1w grid (:mod:`pipeline.orientation`; checked).
     flair : nibabel image
         Raw FLAIR (its own grid).
     brain_mask : nibabel image
@@ -47,6 +49,7 @@ def automatic_lesion(t1w_raw: nib.Nifti1Image, t1w_preproc: nib.Nifti1Image,
         The final segmentation (with ``flair_t1w`` replaced by the pass-2 FLAIR
         when there was a second pass) and the registration.
     """
+    check_same_grid(t1w_preproc, t1w_raw=t1w_raw, brain_mask=brain_mask)
     reg = flair_to_t1w(flair, t1w_preproc, n4_shrink_factor=n4_shrink_factor,
                        registration_voxel_mm=registration_voxel_mm)
     seg = segment_lesion(t1w_preproc, reg.flair_t1w, brain_mask, t1w_to_mni, **options)

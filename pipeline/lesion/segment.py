@@ -45,6 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.lesion.space import mirror, template_x
+from pipeline.orientation import check_same_grid
 
 log = logging.getLogger(__name__)
 
@@ -336,10 +337,9 @@ def segment_lesion(t1w: nib.Nifti1Image, flair: nib.Nifti1Image, brain_mask: nib
     -------
     LesionSegmentation
     """
+    check_same_grid(t1w, flair=flair, brain_mask=brain_mask)
     t1 = t1w.get_fdata(dtype=np.float32)
     fl = flair.get_fdata(dtype=np.float32)
-    if t1.shape != fl.shape:
-        raise ValueError(f"FLAIR grid {fl.shape} differs from the T1w grid {t1.shape}")
     zooms = np.abs(np.linalg.eigvalsh(t1w.affine[:3, :3] @ t1w.affine[:3, :3].T)) ** 0.5
     voxel_mm = float(np.mean(zooms))
     voxel_ml = float(abs(np.linalg.det(t1w.affine[:3, :3]))) / 1000.0

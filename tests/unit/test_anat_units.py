@@ -62,41 +62,6 @@ def test_lpi_t1w_loads_as_the_same_ras_image(tmp_path):
     np.testing.assert_array_equal(b.get_fdata(), a.get_fdata())
 
 
-def test_lesion_mask_on_another_grid_is_resampled_or_named_error(tmp_path):
-    from pipeline.anat.inputs import load_on_grid
-
-    affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    ref = nib.Nifti1Image(np.zeros((20, 22, 18), np.float32), affine)
-    lesion = np.zeros((20, 22, 18), np.uint8)
-    lesion[8:12, 9:14, 6:10] = 1
-    # the same mask on a cropped grid of another shape (affine shifted accordingly)
-    crop_affine = affine.copy()
-    crop_affine[:3, 3] = affine[:3, :3] @ [5, 5, 3]
-    cropped = _save(tmp_path, "crop.nii.gz", lesion[5:15, 5:17, 3:13], crop_affine)
-    out = load_on_grid(cropped, ref, what="lesion mask")
-    assert out.shape == ref.shape
-    np.testing.assert_array_equal(np.asarray(out.dataobj), lesion)
-    far = crop_affine.copy()
-    far[:3, 3] += 500.0
-    with pytest.raises(PipelineInputError, match="does not overlap"):
-        load_on_grid(_save(tmp_path, "far.nii.gz", lesion[5:15, 5:17, 3:13], far), ref,
-                     what="lesion mask")
-    with pytest.raises(PipelineInputError, match="must be 3D"):
-        load_on_grid(_save(tmp_path, "m4d.nii.gz", np.stack([lesion, lesion], -1), affine), ref,
-                     what="lesion mask")
-
-
-def test_bad_lesion_side_json_is_named_error(tmp_path):
-    from pipeline.anat.inputs import lesion_side
-
-    path = tmp_path / "side.json"
-    path.write_text('{"lesion_side": "up"}')
-    with pytest.raises(PipelineInputError, match="lesion_side"):
-        lesion_side(path)
-    path.write_text('{"lesion_side": "right", "source": "baseline"}')
-    assert lesion_side(path) == "right"
-
-
 # --- transforms -----------------------------------------------------------------
 
 def test_composed_h5_equals_the_transform_chain(tmp_path):
@@ -228,7 +193,8 @@ def test_direct_thickness_of_shells_with_a_lesion():
 
 
 def test_regional_thickness_and_sides():
-    from pipeline.anat.thickness import lesion_side_from_labels, regional_thickness
+    from pipeline.anat.thickness import regional_thickness
+    from pipeline.side import LesionSide
     from pipeline.templates import ATLAS_REGION_LABELS
 
     shape, affine = (12, 10, 8), np.eye(4)
@@ -253,10 +219,15 @@ def test_regional_thickness_and_sides():
     nan_metrics, _ = regional_thickness(*imgs, lesion_side="none")
     assert np.isnan(nan_metrics["thickness_m1_ipsilesional_mm"])
     assert np.isnan(nan_metrics["thickness_m1_asymmetry_mm"])
-    assert lesion_side_from_labels(imgs[1], imgs[3]) == "none"
-    with_lesion = dseg.copy()
-    with_lesion[8:10, 4:6, 3:5] = 4
-    assert lesion_side_from_labels(nib.Nifti1Image(with_lesion, affine), imgs[3]) == "right"
+    # left/right values are filled with or without a lesion
+    for values in (metrics, nan_metrics):
+        assert values["thickness_m1_left_mm"] == pytest.approx(1.5)
+        assert values["thickness_m1_right_mm"] == pytest.approx(3.0)
+        assert values["thickness_hemisphere_left_mm"] == pytest.approx(1.75)
+    # a bilateral lesion: the hemisphere holding more of it is ipsilesional (one rule)
+    bilateral = LesionSide.from_side("bilateral", left_ml=4.0, right_ml=1.0)
+    both, _ = regional_thickness(*imgs, lesion_side=bilateral)
+    assert both["thickness_m1_ipsilesional_mm"] == pytest.approx(1.5)
 
 
 def test_atlas_region_labels_threshold_and_overlap():

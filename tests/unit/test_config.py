@@ -100,7 +100,8 @@ def test_anat_command_defaults_are_the_schema_defaults():
     seg = parsed("anat-segment", "--t1w-preproc", "--mni-to-t1w", "--out-mask", "--out-dseg",
                  "--out-probseg", "--out-metrics", "--out-figure")
     thick = parsed("anat-thickness", "--t1w-preproc", "--dseg", "--probseg", "--atlas", "--dk",
-                   "--out-thickness", "--out-table", "--out-metrics", "--out-figure")
+                   "--out-thickness", "--out-table", "--out-metrics", "--out-figure",
+                   "--lesion-side")
     got = {"registration_voxel_mm": pre["registration_voxel_mm"],
            "n4_shrink_factor": pre["n4_shrink_factor"],
            "template_mask_dilation_mm": reg["mask_dilation_mm"],
