@@ -25,6 +25,7 @@ def _cmd_segment(args) -> None:
         t1w=args.t1w, t1w_raw=args.t1w_raw, brain_mask=args.brain_mask, xfm=args.xfm, flair=args.flair,
         manual=args.manual, out_mask=args.out_mask, out_metrics=args.out_metrics,
         out_figure=args.out_figure, manual_overrides=args.manual_overrides,
+        manual_threshold=args.manual_threshold, manual_labels=args.manual_labels,
         options=dict(seed_z=args.seed_z, grow_z=args.grow_z,
                      seed_smoothing_mm=args.seed_smoothing_mm,
                      asymmetry_z=args.asymmetry_z, min_component_ml=args.min_component_ml,
@@ -49,51 +50,63 @@ def _cmd_load(args) -> None:
     from pipeline.lesion.run import lesion_load
 
     lesion_load(lesion_mask=args.lesion_mask, t1w=args.t1w, side_json=args.side,
-                xfm=args.xfm, atlas=args.atlas, xfm_syn=args.xfm_syn,
+                atlas=args.atlas, xfm_syn=args.xfm_syn,
                 metrics=args.metrics, baseline_metrics=args.baseline_metrics,
                 is_baseline=args.is_baseline, out_metrics=args.out_metrics,
                 out_figure=args.out_figure)
 
 
 def register(command) -> None:
+    from pipeline.config import schema_default
+
+    def default(key):
+        return schema_default("lesion", key)
+
     p = command("lesion-segment", _cmd_segment,
                 "FLAIR to T1w, automatic (or manual) lesion mask, volume and side")
-    for opt in ("--t1w", "--t1w-raw", "--brain-mask", "--xfm", "--out-mask", "--out-metrics",
-                "--out-figure"):
-        p.add_argument(opt, required=True)
+    for opt, help_ in (("--t1w", "N4-corrected T1w (anatomy stream, canonical grid)"),
+                       ("--t1w-raw", "the session's raw T1w (any storage orientation)"),
+                       ("--brain-mask", "affine template brain mask on the T1w grid"),
+                       ("--xfm", "ANTs affine MNI152NLin6Asym -> T1w (anatomy stream)"),
+                       ("--out-mask", "lesion mask on the T1w grid (uint8)"),
+                       ("--out-metrics", "metrics JSON"), ("--out-figure", "QC figure (PNG)")):
+        p.add_argument(opt, required=True, help=help_)
     p.add_argument("--flair", help="raw FLAIR (omit: no automatic segmentation)")
-    p.add_argument("--manual", help="manual *_label-lesion_roi mask on the T1w grid")
-    p.add_argument("--manual-overrides", type=_bool, default=True,
+    p.add_argument("--manual", help="manual *_label-lesion_roi mask drawn on the T1w's grid "
+                   "(any storage orientation)")
+    p.add_argument("--manual-overrides", type=_bool, default=default("manual_overrides_automatic"),
                    help="use the manual mask instead of the automatic one (true/false)")
-    p.add_argument("--seed-z", type=float, default=3.5)
-    p.add_argument("--seed-smoothing-mm", type=float, default=1.0)
-    p.add_argument("--grow-z", type=float, default=1.0)
-    p.add_argument("--asymmetry-z", type=float, default=2.0)
-    p.add_argument("--min-component-ml", type=float, default=0.1)
-    p.add_argument("--core-enclosure", type=float, default=0.6)
-    p.add_argument("--brain-dilation-mm", type=float, default=2.0)
-    p.add_argument("--bilateral-fraction", type=float, default=0.2)
-    p.add_argument("--registration-voxel-mm", type=float, default=2.0)
-    p.add_argument("--n4-shrink-factor", type=int, default=4)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--manual-threshold", type=float, default=default("manual_threshold"),
+                   help="probability maps: lesion where the value is >= this")
+    p.add_argument("--manual-labels", type=int, nargs="*", default=default("manual_labels"),
+                   help="lesion label value(s) of a multi-label manual mask")
+    for key, kind in (("seed_z", float), ("seed_smoothing_mm", float), ("grow_z", float),
+                      ("asymmetry_z", float), ("min_component_ml", float),
+                      ("core_enclosure", float), ("brain_dilation_mm", float),
+                      ("bilateral_fraction", float), ("registration_voxel_mm", float),
+                      ("n4_shrink_factor", int)):
+        p.add_argument("--" + key.replace("_", "-"), type=kind, default=default(key),
+                       help=f"lesion.{key} (see the configuration reference)")
+    p.add_argument("--threads", type=int, default=1, help="ITK threads")
 
     p = command("lesion-side", _cmd_side, "lesion side of one subject (baseline lesion)")
     p.add_argument("--subject", required=True, help="label without sub-")
     p.add_argument("--metrics", help="lesion metrics JSON of the reference session")
     p.add_argument("--session", default="", help="label of the reference session")
     p.add_argument("--participants", help="participants.tsv (lesion_side column overrides)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="per-subject lesion side JSON")
 
     p = command("lesion-load", _cmd_load,
                 "corticospinal-tract lesion load, MNI centroid, volume change")
-    for opt in ("--lesion-mask", "--t1w", "--side", "--xfm", "--metrics", "--out-metrics",
-                "--out-figure"):
-        p.add_argument(opt, required=True)
-    p.add_argument("--atlas", help="atlas dseg in T1w space (pipeline.templates.ATLAS_REGION_LABELS); "
-                   "default: the Juelich CST brought through the affine --xfm")
-    p.add_argument("--xfm-syn", help="ANTs transform resampling MNI into T1w (maps T1w points "
-                   "to MNI) for the centroid; default: the affine --xfm")
+    for opt, help_ in (("--lesion-mask", "lesion mask on the T1w grid"),
+                       ("--t1w", "N4-corrected T1w"), ("--side", "per-subject lesion side JSON"),
+                       ("--metrics", "this session's lesion metrics JSON"),
+                       ("--atlas", "atlas regions on the T1w grid through the lesion-masked SyN "
+                                   "(pipeline.templates.ATLAS_REGION_LABELS)"),
+                       ("--xfm-syn", "ANTs transform resampling MNI into the T1w (maps T1w points "
+                                     "to MNI; the lesion-masked SyN)"),
+                       ("--out-metrics", "metrics JSON"), ("--out-figure", "QC figure (PNG)")):
+        p.add_argument(opt, required=True, help=help_)
     p.add_argument("--baseline-metrics", help="lesion metrics JSON of the baseline session")
-    p.add_argument("--is-baseline", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-
+    p.add_argument("--is-baseline", action="store_true", help="this session is the baseline")
+    p.add_argument("--threads", type=int, default=1, help="ITK threads")

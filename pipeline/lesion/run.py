@@ -14,13 +14,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from pipeline import validate
 from pipeline.antsio import read_ants_affine
 from pipeline.errors import PipelineInputError
 from pipeline.io import read_json, save_image, write_json
 from pipeline.lesion import measures
 from pipeline.lesion.figures import lesion_mosaic
 from pipeline.lesion.space import apply_affine
+from pipeline.orientation import check_same_grid, read_image, read_image_storage
+from pipeline.side import ROLES, LesionSide, read_lesion_side
 
 log = logging.getLogger(__name__)
 
@@ -30,29 +31,35 @@ METHOD = ("unsupervised: normal-tissue (T1w, FLAIR) Gaussian mixture with outlie
 
 
 def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, out_mask, out_metrics,
-                    out_figure, manual_overrides=True, options=None, bilateral_fraction=0.2,
-                    registration_voxel_mm=2.0, n4_shrink_factor=4) -> dict:
+                    out_figure, manual_overrides=True, manual_threshold=0.5, manual_labels=None,
+                    options=None, bilateral_fraction=0.2, registration_voxel_mm=2.0,
+                    n4_shrink_factor=4) -> dict:
     """Lesion mask (space-T1w) and volume metrics of one session.
 
     Source of the mask: the manual mask when given and ``manual_overrides``;
     else the automatic segmentation when a FLAIR is given; else the manual
     mask; else an empty mask (no FLAIR, no manual mask: nothing can be said
     about a lesion, so the volume metrics are NA while the empty mask lets the
-    other streams run unmasked).
+    other streams run unmasked). Every image enters through the orientation
+    contract (:mod:`pipeline.orientation`): raw inputs in any storage, all
+    arrays on the canonical T1w grid.
     """
     from pipeline.lesion.automatic import automatic_lesion
+    from pipeline.lesion.manual import read_manual_mask
 
-    t1_img = validate.load_data(t1w, ndim=(3,), what="T1w")
-    mask_img = validate.load_data(brain_mask, ndim=(3,), what="brain mask")
+    t1_img = read_image(t1w, what="T1w")
+    mask_img = read_image(brain_mask, what="brain mask")
+    check_same_grid(t1_img, brain_mask=mask_img)
     to_mni = read_ants_affine(xfm)
     manual_mask = None
+    manual_rule = None
     if manual:
-        manual_mask = measures.check_manual_mask(
-            validate.load_data(manual, ndim=(3, 4), what="manual lesion mask"), t1_img, path=manual)
-    automatic, flair_t1w, seg_metrics = None, None, {}
+        read = read_manual_mask(manual, t1_img, threshold=manual_threshold, labels=manual_labels)
+        manual_mask, manual_rule = read.mask, read.rule
+    automatic, flair_t1w, seg_metrics, model = None, None, {}, {}
     if flair:
-        flair_img = validate.load_data(flair, ndim=(3,), what="FLAIR")
-        raw_img = validate.load_data(t1w_raw, ndim=(3,), what="T1w")
+        flair_img, flair_storage = read_image_storage(flair, what="FLAIR")
+        raw_img = read_image(t1w_raw, what="T1w")
         seg, reg = automatic_lesion(raw_img, t1_img, flair_img, mask_img, to_mni,
                                     registration_voxel_mm=registration_voxel_mm,
                                     n4_shrink_factor=n4_shrink_factor, **(options or {}))
@@ -62,8 +69,7 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
                                          if k in ("lesion_hyperintense_volume_ml",
                                                   "lesion_core_volume_ml", "lesion_n_components")}}
         model = {k: v for k, v in seg.metrics.items() if k.startswith("lesion_model")}
-    else:
-        model = {}
+        model["flair_storage"] = flair_storage.sidecar()
     if manual_mask is not None and (manual_overrides or automatic is None):
         lesion, source = manual_mask, "manual"
     elif automatic is not None:
@@ -80,7 +86,7 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
         measures.dice(manual_mask, automatic)
         if manual_mask is not None and automatic is not None else None)
     params = {"source": source, "manual_overrides": manual_overrides, "method": METHOD,
-              **(options or {}), **model}
+              "manual_mask_rule": manual_rule, **(options or {}), **model}
     save_image(nib.Nifti1Image(lesion.astype(np.uint8), t1_img.affine), out_mask,
                sources=[s for s in (t1w_raw, t1w, flair, manual, brain_mask, xfm) if s],
                parameters=params,
@@ -96,9 +102,10 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
         contours = {"manual": contours["lesion"],
                     "lesion": nib.Nifti1Image(automatic.astype(np.uint8), t1_img.affine)}
     vol = metrics["lesion_volume_ml"]
+    rule = f"; manual mask: {manual_rule}" if manual_rule and source == "manual" else ""
     lesion_mosaic(rows, contours, out_figure, focus="lesion",
                   title=f"{Path(t1w).name.split('_desc')[0]}: lesion ({source}"
-                        + (f", {vol:.1f} mL)" if vol is not None else ")"))
+                        + (f", {vol:.1f} mL" if vol is not None else "") + f"){rule}")
     return metrics
 
 
@@ -125,9 +132,9 @@ def subject_side(*, subject, metrics=None, participants=None, out, session="") -
 
     Written keys: ``lesion_side`` (left/right/bilateral/none/unknown), ``source``
     (``participants.tsv``, ``lesion mask ses-<label>`` or ``unavailable``),
-    ``ipsilesional_hemisphere`` (left/right: the side, or for a bilateral lesion
-    the hemisphere holding more of it; null when none/unknown) and the
-    reference session's hemisphere volumes.
+    ``ipsilesional_hemisphere`` (:class:`pipeline.side.LesionSide`'s rule) and the
+    reference session's hemisphere volumes. Every stream reads the file with
+    :func:`pipeline.side.read_lesion_side`.
     """
     data = read_json(metrics) if metrics else {}
     left, right = data.get("lesion_volume_left_ml"), data.get("lesion_volume_right_ml")
@@ -135,14 +142,13 @@ def subject_side(*, subject, metrics=None, participants=None, out, session="") -
     given = read_participant_side(participants, subject)
     if given is not None:
         side, source = given, "participants.tsv"
-    elif from_mask != "unknown":
+    elif from_mask not in (None, "unknown"):
         side, source = from_mask, f"lesion mask ses-{session}"
     else:
         side, source = "unknown", "unavailable"
-    ipsi = side if side in ("left", "right") else None
-    if side == "bilateral" and left is not None and right is not None:
-        ipsi = "left" if left >= right else "right"
-    result = {"lesion_side": side, "source": source, "ipsilesional_hemisphere": ipsi,
+    resolved = LesionSide.from_side(side, left_ml=left, right_ml=right, source=source)
+    result = {"lesion_side": resolved.side, "source": resolved.source,
+              "ipsilesional_hemisphere": resolved.ipsilesional,
               "lesion_side_from_mask": from_mask, "reference_session": session or None,
               "lesion_volume_left_ml": left, "lesion_volume_right_ml": right}
     if given is not None and from_mask in ("left", "right") and given != from_mask:
@@ -165,60 +171,46 @@ def _syn_point_map(xfm_syn):
     return apply
 
 
-def _cst_masks_affine(t1_img, to_mni) -> dict:
-    """Juelich CST (probability > 25 %) in T1w space through the affine."""
-    from scipy import ndimage
+def lesion_load(*, lesion_mask, t1w, side_json, atlas, xfm_syn, metrics, out_metrics,
+                out_figure, baseline_metrics=None, is_baseline=False) -> dict:
+    """CST lesion load (ipsilesional), MNI centroid and volume change of one session.
 
-    from pipeline import templates
-
-    out = {}
-    vox_from_t1 = None
-    for side in ("left", "right"):
-        prob = templates.atlas_probability("juelich", templates.JUELICH_CST[side])
-        if vox_from_t1 is None:
-            vox_from_t1 = np.linalg.inv(prob.affine) @ to_mni @ t1_img.affine
-        data = ndimage.affine_transform(prob.get_fdata(dtype=np.float32), vox_from_t1[:3, :3],
-                                        offset=vox_from_t1[:3, 3], output_shape=t1_img.shape,
-                                        order=1, mode="constant", cval=0.0)
-        out[side] = data > 0.25
-    return out
-
-
-def lesion_load(*, lesion_mask, t1w, side_json, xfm, metrics, out_metrics, out_figure,
-                atlas=None, xfm_syn=None, baseline_metrics=None, is_baseline=False) -> dict:
-    """CST lesion load (ipsilesional), MNI centroid and volume change of one session."""
+    The CST comes from the anatomy stream's atlas regions (Juelich CST brought
+    through the lesion-masked SyN) and the centroid through the same SyN; there
+    is no other path (a missing input is a named error, not a method switch).
+    """
     from pipeline.templates import ATLAS_REGION_LABELS
 
-    t1_img = validate.load_data(t1w, ndim=(3,), what="T1w")
-    lesion = np.asarray(validate.load_data(lesion_mask, what="lesion mask").dataobj) > 0
-    to_mni = read_ants_affine(xfm)
-    side = read_json(side_json)
+    for path, what in ((atlas, "atlas regions (lesion-masked SyN)"),
+                       (xfm_syn, "SyN transform MNI -> T1w")):
+        if not path:
+            raise PipelineInputError(None, f"CST lesion load needs the {what}; none given")
+    t1_img = read_image(t1w, what="T1w")
+    lesion_img = read_image(lesion_mask, what="lesion mask")
+    atlas_img = read_image(atlas, what="atlas dseg")
+    check_same_grid(t1_img, lesion=lesion_img, atlas=atlas_img)
+    lesion = np.asarray(lesion_img.dataobj) > 0.5
+    labels = np.rint(np.asarray(atlas_img.dataobj)).astype(np.int32)
+    side = read_lesion_side(side_json)
     session_metrics = read_json(metrics)
-    if atlas:
-        labels = np.asarray(validate.load_data(atlas, what="atlas dseg").dataobj)
-        if labels.shape != lesion.shape:
-            raise PipelineInputError(atlas, f"atlas grid {labels.shape} differs from the lesion "
-                                            f"mask grid {lesion.shape}")
-        index = {name: key for key, name in ATLAS_REGION_LABELS.items()}
-        cst = {s: labels == index[f"cst_{s}"] for s in ("left", "right")}
-        cst_source = "atlas dseg (lesion-masked SyN)"
-    else:
-        cst = _cst_masks_affine(t1_img, to_mni)
-        cst_source = "Juelich CST > 25 % through the affine template registration"
-    world = apply_affine(to_mni @ t1_img.affine,
-                         np.argwhere(np.ones(lesion.shape, bool)).astype(float))
-    slab = np.floor(world[:, 2]).astype(int).reshape(lesion.shape)
+    index = {name: key for key, name in ATLAS_REGION_LABELS.items()}
+    cst = {s: labels == index[f"cst_{s}"] for s in ("left", "right")}
+    point_map = _syn_point_map(xfm_syn)
+    # axial slabs of the weighted load: 1 mm template slices, CST voxels through the SyN
+    tract = cst["left"] | cst["right"]
+    slab = np.zeros(lesion.shape, int)
+    if tract.any():
+        world = apply_affine(t1_img.affine, np.argwhere(tract).astype(float))
+        slab[tract] = np.floor(point_map(world)[:, 2]).astype(int)
     known = session_metrics.get("lesion_source") != "none"
-    ipsi = side.get("ipsilesional_hemisphere")
-    out: dict = {"lesion_side_subject": side.get("lesion_side", "unknown")}
-    for role, hemi in (("ipsilesional", ipsi),
-                       ("contralesional", {"left": "right", "right": "left"}.get(ipsi))):
+    out: dict = {"lesion_side_subject": side.side}
+    for role in ROLES:
+        hemi = side.hemisphere(role)
         load = (measures.cst_lesion_load(lesion, cst[hemi], t1_img, slab)
                 if hemi and known else {"overlap_ml": None, "fraction": None, "weighted_ml": None})
         out[f"cst_lesion_overlap_{role}_ml"] = load["overlap_ml"]
         out[f"cst_lesion_load_{role}_fraction"] = load["fraction"]
         out[f"cst_lesion_load_weighted_{role}_ml"] = load["weighted_ml"]
-    point_map = _syn_point_map(xfm_syn) if xfm_syn else to_mni
     c = measures.centroid(lesion, t1_img, point_map) if known else np.full(3, np.nan)
     out.update(lesion_centroid_mni_x=float(c[0]), lesion_centroid_mni_y=float(c[1]),
                lesion_centroid_mni_z=float(c[2]))
@@ -233,13 +225,12 @@ def lesion_load(*, lesion_mask, t1w, side_json, xfm, metrics, out_metrics, out_f
     write_json(out_metrics, out)
 
     contours = {"lesion": nib.Nifti1Image(lesion.astype(np.uint8), t1_img.affine)}
-    for role, hemi in (("cst ipsilesional", ipsi),
-                       ("cst contralesional", {"left": "right", "right": "left"}.get(ipsi))):
+    for role in ROLES:
+        hemi = side.hemisphere(role)
         if hemi:
-            contours[role] = nib.Nifti1Image(cst[hemi].astype(np.uint8), t1_img.affine)
-    focus = "cst ipsilesional" if ipsi else "lesion"
+            contours[f"cst {role}"] = nib.Nifti1Image(cst[hemi].astype(np.uint8), t1_img.affine)
+    focus = "cst ipsilesional" if side.lateralised else "lesion"
     lesion_mosaic({"T1w": t1_img}, contours, out_figure, focus=focus,
-                  title=f"{Path(t1w).name.split('_desc')[0]}: CST lesion load "
-                        f"({cst_source.split(' (')[0].split(' through')[0]})")
-    log.info("CST (%s): %s", cst_source, {k: v for k, v in out.items() if k.startswith("cst")})
+                  title=f"{Path(t1w).name.split('_desc')[0]}: CST lesion load (SyN atlas)")
+    log.info("CST (lesion-masked SyN): %s", {k: v for k, v in out.items() if k.startswith("cst")})
     return out

@@ -96,26 +96,17 @@ def test_mirror_and_hemisphere_follow_the_template_midline():
     assert out.sum() == 0 and out2[6, 2, 1] == 1.0 and out2.sum() == 1.0
 
 
-def test_manual_mask_volume_is_voxel_count_times_voxel_volume():
+def test_manual_mask_volume_is_voxel_count_times_voxel_volume(tmp_path):
+    from pipeline.lesion.manual import read_manual_mask
+
     affine = np.diag([0.9, 1.1, 1.3, 1.0])
     ref = nib.Nifti1Image(np.zeros((7, 8, 9), np.float32), affine)
     data = np.zeros((7, 8, 9), np.uint8)
     data[2:5, 3:7, 1:4] = 1
-    manual = measures.check_manual_mask(nib.Nifti1Image(data, affine), ref, path="m.nii.gz")
-    volume = measures.volume_features(manual, ref, np.eye(4))["lesion_volume_ml"]
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "m.nii.gz")
+    manual = read_manual_mask(tmp_path / "m.nii.gz", ref)
+    volume = measures.volume_features(manual.mask, ref, np.eye(4))["lesion_volume_ml"]
     assert volume == 36 * abs(np.linalg.det(affine[:3, :3])) / 1000.0
-
-
-def test_manual_mask_of_another_shape_or_space_is_a_named_error():
-    ref = nib.Nifti1Image(np.zeros((7, 8, 9), np.float32), np.eye(4))
-    with pytest.raises(PipelineInputError, match=r"sub-1_label-lesion_roi.nii.gz: .*shape"):
-        measures.check_manual_mask(nib.Nifti1Image(np.zeros((7, 8, 10), np.uint8), np.eye(4)),
-                                   ref, path="sub-1_label-lesion_roi.nii.gz")
-    moved = np.eye(4)
-    moved[0, 3] = 2.0
-    with pytest.raises(PipelineInputError, match=r"roi.nii.gz: .*not in the T1w space"):
-        measures.check_manual_mask(nib.Nifti1Image(np.zeros((7, 8, 9), np.uint8), moved),
-                                   ref, path="roi.nii.gz")
 
 
 @pytest.mark.parametrize("left, right, expected", [
@@ -161,3 +152,85 @@ def test_subject_side_participants_override(tmp_path):
     tsv.write_text("participant_id\tlesion_side\nsub-01\tcentral\n")
     with pytest.raises(PipelineInputError, match="lesion_side 'central'"):
         subject_side(subject="01", metrics=metrics, participants=tsv, out=tmp_path / "c.json")
+
+
+# --- manual masks as users make them ----------------------------------------------
+
+def _mask_file(tmp_path, name, data, affine=None):
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.2, 1.5, 1.0]) if affine is None else affine),
+             path)
+    return path
+
+
+MASK_SHAPE = (7, 8, 9)
+
+
+def _reference():
+    return nib.Nifti1Image(np.zeros(MASK_SHAPE, np.float32), np.diag([1.0, 1.2, 1.5, 1.0]))
+
+
+@pytest.mark.parametrize("dtype, value", [(np.uint8, 1), (np.int16, 255), (np.float32, 1.0),
+                                          (np.float64, 3.0)])
+def test_binary_manual_mask_in_any_type(tmp_path, dtype, value):
+    from pipeline.lesion.manual import read_manual_mask
+
+    data = np.zeros(MASK_SHAPE, dtype)
+    data[1:4, 2:5, 3:6] = value
+    read = read_manual_mask(_mask_file(tmp_path, "m.nii.gz", data), _reference())
+    assert read.kind == "binary" and read.mask.sum() == 27
+
+
+def test_probabilistic_manual_mask_is_thresholded_and_says_so(tmp_path):
+    from pipeline.lesion.manual import read_manual_mask
+
+    rng = np.random.default_rng(0)
+    data = rng.random(MASK_SHAPE).astype(np.float32) * (rng.random(MASK_SHAPE) < 0.3)
+    path = _mask_file(tmp_path, "p.nii.gz", data)
+    read = read_manual_mask(path, _reference())
+    assert read.kind == "probabilistic" and "0.5" in read.rule
+    assert read.mask.sum() == (data >= 0.5).sum() < (data > 0).sum()
+    assert read_manual_mask(path, _reference(), threshold=0.25).mask.sum() == (data >= 0.25).sum()
+
+
+def test_multilabel_manual_mask_needs_named_labels(tmp_path):
+    from pipeline.lesion.manual import read_manual_mask
+
+    data = np.zeros(MASK_SHAPE, np.uint8)
+    data[1:3, 1:3, 1:3] = 1
+    data[4:6, 4:6, 4:6] = 2
+    path = _mask_file(tmp_path, "sub-1_label-lesion_roi.nii.gz", data)
+    with pytest.raises(PipelineInputError, match=r"label-lesion_roi.nii.gz: .*2 labels \(1, 2\).*"
+                                                 r"lesion.manual_labels"):
+        read_manual_mask(path, _reference())
+    read = read_manual_mask(path, _reference(), labels=[2])
+    assert read.kind == "labels" and read.mask.sum() == 8 and read.mask[5, 5, 5]
+
+
+def test_manual_mask_on_another_grid_or_with_bad_values_is_a_named_error(tmp_path):
+    from pipeline.lesion.manual import read_manual_mask
+
+    other = np.diag([1.0, 1.2, 1.5, 1.0])
+    other[0, 3] = 3.0
+    with pytest.raises(PipelineInputError, match=r"roi.nii.gz: manual lesion mask is not on the "
+                                                 r"grid of the T1w .*origin \(3.0, 0.0, 0.0\).*"
+                                                 r"the T1w shape \(7, 8, 9\)"):
+        read_manual_mask(_mask_file(tmp_path, "roi.nii.gz", np.ones(MASK_SHAPE, np.uint8), other),
+                         _reference())
+    with pytest.raises(PipelineInputError, match="negative"):
+        read_manual_mask(_mask_file(tmp_path, "n.nii.gz", -np.ones(MASK_SHAPE, np.float32)),
+                         _reference())
+    with pytest.raises(PipelineInputError, match="neither binary"):
+        read_manual_mask(_mask_file(tmp_path, "f.nii.gz",
+                                    np.linspace(0, 3.5, np.prod(MASK_SHAPE)).reshape(MASK_SHAPE)
+                                    .astype(np.float32)), _reference())
+
+
+def test_empty_manual_mask_is_volume_zero(tmp_path):
+    from pipeline.lesion.manual import read_manual_mask
+
+    read = read_manual_mask(_mask_file(tmp_path, "e.nii.gz", np.zeros(MASK_SHAPE, np.uint8)),
+                            _reference())
+    assert read.kind == "empty" and read.is_empty
+    metrics = measures.volume_features(read.mask, _reference(), np.eye(4))
+    assert metrics["lesion_volume_ml"] == 0.0 and metrics["lesion_side_session"] == "none"
