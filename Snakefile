@@ -18,10 +18,13 @@ configfile: os.path.join(workflow.basedir, "configs", "config.yaml")
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# In data order: each file reads only contracts of common.smk made by files above it.
 include: "workflow/rules/common.smk"
-include: "workflow/rules/anat.smk"
+include: "workflow/rules/anat_affine.smk"
 include: "workflow/rules/flair.smk"
 include: "workflow/rules/lesion.smk"
+include: "workflow/rules/anat_syn.smk"
+include: "workflow/rules/lesion_load.smk"
 include: "workflow/rules/dwi.smk"
 include: "workflow/rules/func.smk"
 include: "workflow/rules/features.smk"

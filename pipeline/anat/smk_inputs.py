@@ -1,9 +1,7 @@
-"""Input functions of workflow/rules/anat.smk (kept out of the .smk so that
-``snakemake --lint`` stays clean: no functions mixed with rules).
-
-Snakemake calls these when it builds the DAG, after every rule file has been
-included, so ``lesion_ready()`` sees the flag that lesion.smk sets
-(``LESION_STREAM_READY = True``) even though anat.smk is included first.
+"""Input functions of workflow/rules/anat_affine.smk and anat_syn.smk (kept out of
+the .smk files so that ``snakemake --lint`` stays clean: no functions mixed with
+rules). Everything they need is passed in; nothing here reads Snakemake's config
+or looks at other rules.
 """
 
 from __future__ import annotations
@@ -26,32 +24,16 @@ class AnatInputs:
         modality -> list of (subject, session).
     expand : callable
         Snakemake's ``expand``.
-    lesion_ready : callable
-        () -> bool: does the workflow produce the lesion stream's outputs?
     paths : dict
-        ``lesion_mask``, ``lesion_side``, ``preproc``, ``brain_mask``,
-        ``mni_to_t1w``, ``t1w_to_mni``: path patterns with wildcards.
+        ``preproc``, ``brain_mask``, ``mni_to_t1w``, ``t1w_to_mni``: path
+        patterns with wildcards (contracts of ``common.smk``).
     """
 
     rows: dict
     baseline: str
     sessions_with: Callable
     expand: Callable
-    lesion_ready: Callable
     paths: dict
-
-    def lesion_mask(self, wildcards) -> list:
-        """The session's LESION_MASK once the lesion stream provides it, else nothing."""
-        if not self.lesion_ready():
-            return []
-        return self.expand(self.paths["lesion_mask"], subject=wildcards.subject,
-                           session=wildcards.session)
-
-    def lesion_side(self, wildcards) -> list:
-        """The lesion stream's per-subject lesion side JSON, once it exists."""
-        if not self.lesion_ready():
-            return []
-        return self.expand(self.paths["lesion_side"], subject=wildcards.subject)
 
     def manual_lesion(self, wildcards) -> list:
         """A manual lesion ROI of the raw dataset, when the session has one."""

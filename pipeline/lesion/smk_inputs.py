@@ -24,17 +24,15 @@ class LesionInputs:
         ``has(modality, wildcards)`` -> bool (the modality runs in this session).
     sessions_with : callable
         ``sessions_with(modality)`` -> list of (subject, session).
-    rules : callable
-        Returns the workflow's rules (to learn whether a path is produced).
     expand : callable
         Snakemake's ``expand``.
     """
 
     def __init__(self, *, rows: dict, sessions, baseline: str, has: Callable,
-                 sessions_with: Callable, rules: Callable, expand: Callable):
+                 sessions_with: Callable, expand: Callable):
         self.rows, self.sessions, self.baseline = rows, list(sessions), baseline
         self._has, self._sessions_with = has, sessions_with
-        self._rules, self._expand = rules, expand
+        self._expand = expand
 
     def optional_raw(self, column: str, modality: str | None = None) -> Callable:
         """Input function: [file] when the session has it (and ``modality`` runs), else []."""
@@ -46,15 +44,6 @@ class LesionInputs:
             return [value]
 
         return lookup
-
-    def produced(self, path: str) -> bool:
-        """True when a rule of the workflow writes ``path`` (a wildcard pattern)."""
-        return any(path == str(out) for rule in self._rules() for out in rule.output)
-
-    def if_produced(self, path: str) -> Callable:
-        """Input function: ``path`` for these wildcards when some rule makes it, else []."""
-        return lambda wildcards: (self._expand(path, **wildcards) if self.produced(path)
-                                  else [])
 
     def reference_session(self, subject: str) -> str | None:
         """Session whose lesion decides the side: the baseline when it has a FLAIR or

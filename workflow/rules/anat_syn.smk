@@ -1,28 +1,15 @@
-# Anatomy stream (T1w): N4 + affine template brain mask (input of the lesion
-# stream) -> lesion-masked SyN to MNI152NLin6Asym (atlases to T1w; follow-up
-# visits go through their baseline) -> template brain mask + Atropos tissue
-# classes with a lesion class -> cortical thickness (Laplace or DiReCT) and regional values.
-#
-# The lesion mask is optional: LESION_MASK (lesion stream) is an input only once
-# lesion.smk sets LESION_STREAM_READY = True; the input functions
-# (pipeline/anat/smk_inputs.py) run when the DAG is built, after every .smk
-# file has been included.
+# Anatomy, second part: lesion-masked (and filled) SyN of MNI152NLin6Asym to the T1w
+# (atlases come back; follow-up visits go through their baseline), template brain
+# mask + Atropos tissue classes with a lesion class, cortical thickness (Laplace or
+# DiReCT) and regional values. Inputs: anat_affine.smk (T1w, brain mask) and the
+# lesion stream (LESION_MASK, LESION_SIDE). Science: pipeline/anat/.
 
-from pipeline.anat.smk_inputs import AnatInputs
 from pipeline.anat.thickness import thickness_methods
-
-T1W_PREPROC = deriv("anat", "T1w", ".nii.gz", desc="preproc")
-BRAIN_MASK = deriv("anat", "mask", ".nii.gz", desc="brain")
-XFM_MNI_TO_T1W = deriv("anat", "xfm", ".mat", from_="MNI152NLin6Asym", to="T1w",
-                       mode="image", desc="affine")
-ANAT_METRICS = deriv("anat", "metrics", ".json", desc="brainmask")
-ANAT_FIGURE = deriv("figures", "T1w", ".png", desc="brainmask")
 
 ANAT_DK_T1W = deriv("anat", "dseg", ".nii.gz", space="T1w", desc="dk")
 ANAT_REG_METRICS = deriv("anat", "metrics", ".json", desc="registration")
 ANAT_REG_FIGURE = deriv("figures", "T1w", ".png", desc="registration")
 
-BRAIN_MASK_REFINED = deriv("anat", "mask", ".nii.gz", space="T1w", desc="brain")
 TISSUE_PROBSEG = deriv("anat", "probseg", ".nii.gz", space="T1w", desc="tissue")
 ANAT_SEG_METRICS = deriv("anat", "metrics", ".json", desc="segmentation")
 ANAT_SEG_FIGURE = deriv("figures", "T1w", ".png", desc="segmentation")
@@ -33,17 +20,9 @@ THICKNESS_TABLE = deriv("anat", "thickness", ".tsv", space="T1w", desc="dk")
 ANAT_THICKNESS_METRICS = deriv("anat", "metrics", ".json", desc="thickness")
 ANAT_THICKNESS_FIGURE = deriv("figures", "T1w", ".png", desc="thickness")
 
-for _metrics in (ANAT_METRICS, ANAT_REG_METRICS, ANAT_SEG_METRICS, ANAT_THICKNESS_METRICS):
+for _metrics in (ANAT_REG_METRICS, ANAT_SEG_METRICS, ANAT_THICKNESS_METRICS):
     register_metrics("anat", "T1w", _metrics)
 
-register_reportlet(
-    modality="T1w", step="brainmask", title="Brain mask", figure=ANAT_FIGURE,
-    metrics=ANAT_METRICS,
-    caption="Affine template brain mask (red) on the bias-corrected T1w.",
-    methods="N4 bias-field correction (ANTs); the FSL MNI152 brain template is registered "
-    "affinely (Mattes MI, metric restricted to the head eroded by 10 mm, minus a manual "
-    "lesion mask when one is given) and its brain mask brought back to the T1w.",
-)
 register_reportlet(
     modality="T1w", step="registration", title="Registration to MNI152", figure=ANAT_REG_FIGURE,
     metrics=ANAT_REG_METRICS,
@@ -69,53 +48,12 @@ register_reportlet(
 )
 
 
-ANAT_INPUTS = AnatInputs(
-    rows=_ROWS, baseline=config["baseline_session"], sessions_with=sessions_with, expand=expand,
-    lesion_ready=lambda: globals().get("LESION_STREAM_READY", False),
-    paths=dict(lesion_mask=LESION_MASK, lesion_side=LESION_SIDE, preproc=T1W_PREPROC,
-               brain_mask=BRAIN_MASK, mni_to_t1w=XFM_MNI_TO_T1W_SYN,
-               t1w_to_mni=XFM_T1W_TO_MNI_SYN),
-)
-
-
-rule anat_brainmask:
-    input:
-        t1w=raw("t1w"),
-        lesion=ANAT_INPUTS.manual_lesion,
-    output:
-        preproc=T1W_PREPROC,
-        mask=BRAIN_MASK,
-        xfm=XFM_MNI_TO_T1W,
-        metrics=ANAT_METRICS,
-        figure=ANAT_FIGURE,
-    params:
-        registration_voxel_mm=config["anat"]["registration_voxel_mm"],
-        n4_shrink_factor=config["anat"]["n4_shrink_factor"],
-        optional=ANAT_INPUTS.options(lesion="lesion-mask"),
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "anat_brainmask"),
-    benchmark:
-        per_session("benchmarks", "anat_brainmask")
-    threads: THREADS
-    resources:
-        mem_mb=2500,
-        runtime=15,
-    shell:
-        "resstore anat-preproc --t1w {input.t1w} --out-preproc {output.preproc}"
-        " --out-mask {output.mask} --out-xfm {output.xfm} --out-metrics {output.metrics}"
-        " --out-figure {output.figure} --threads {threads}"
-        " --registration-voxel-mm {params.registration_voxel_mm}"
-        " --n4-shrink-factor {params.n4_shrink_factor} {params.optional} --log {log}"
-
-
 rule anat_register:
     input:
         unpack(ANAT_INPUTS.baseline_files),
         preproc=T1W_PREPROC,
-        mask=BRAIN_MASK,
-        lesion=ANAT_INPUTS.lesion_mask,
+        mask=BRAIN_MASK_AFFINE,
+        lesion=LESION_MASK,
     output:
         mni_to_t1w=XFM_MNI_TO_T1W_SYN,
         t1w_to_mni=XFM_T1W_TO_MNI_SYN,
@@ -129,7 +67,7 @@ rule anat_register:
         syn_iterations=" ".join(str(i) for i in config["anat"]["syn_iterations"]),
         lesion_fill=config["anat"]["lesion_fill"],
         optional=ANAT_INPUTS.options(
-            lesion="lesion-mask", baseline_preproc="baseline-preproc",
+            baseline_preproc="baseline-preproc",
             baseline_brain_mask="baseline-mask", baseline_mni_to_t1w="baseline-mni-to-t1w",
             baseline_t1w_to_mni="baseline-t1w-to-mni",
         ),
@@ -151,16 +89,16 @@ rule anat_register:
         " --registration-voxel-mm {params.registration_voxel_mm}"
         " --mask-dilation-mm {params.mask_dilation_mm}"
         " --syn-iterations {params.syn_iterations} --lesion-fill {params.lesion_fill}"
-        " {params.optional} --log {log}"
+        " --lesion-mask {input.lesion} {params.optional} --log {log}"
 
 
 rule anat_segment:
     input:
         preproc=T1W_PREPROC,
         mni_to_t1w=XFM_MNI_TO_T1W_SYN,
-        lesion=ANAT_INPUTS.lesion_mask,
+        lesion=LESION_MASK,
     output:
-        mask=BRAIN_MASK_REFINED,
+        mask=BRAIN_MASK,
         dseg=TISSUE_DSEG,
         probseg=TISSUE_PROBSEG,
         metrics=ANAT_SEG_METRICS,
@@ -168,7 +106,6 @@ rule anat_segment:
     params:
         prior_weight=config["anat"]["prior_weight"],
         mrf_weight=config["anat"]["mrf_weight"],
-        optional=ANAT_INPUTS.options(lesion="lesion-mask"),
     container:
         CONTAINER
     log:
@@ -184,7 +121,7 @@ rule anat_segment:
         " --out-mask {output.mask} --out-dseg {output.dseg} --out-probseg {output.probseg}"
         " --out-metrics {output.metrics} --out-figure {output.figure} --threads {threads}"
         " --prior-weight {params.prior_weight} --mrf-weight {params.mrf_weight}"
-        " {params.optional} --log {log}"
+        " --lesion-mask {input.lesion} --log {log}"
 
 
 rule anat_thickness:
@@ -194,7 +131,7 @@ rule anat_thickness:
         probseg=TISSUE_PROBSEG,
         atlas=ATLAS_T1W,
         dk=ANAT_DK_T1W,
-        side=ANAT_INPUTS.lesion_side,
+        side=LESION_SIDE,
     output:
         thickness=THICKNESS_MAP,
         table=THICKNESS_TABLE,
@@ -206,7 +143,6 @@ rule anat_thickness:
         jump_mm=config["anat"]["thickness_sulcal_jump_mm"],
         voxel_mm=config["anat"]["thickness_voxel_mm"],
         iterations=config["anat"]["thickness_iterations"],
-        optional=ANAT_INPUTS.options(side="lesion-side"),
     container:
         CONTAINER
     log:
@@ -224,4 +160,4 @@ rule anat_thickness:
         " --out-metrics {output.metrics} --out-figure {output.figure} --threads {threads}"
         " --method {params.method} --grid-mm {params.grid_mm} --sulcal-jump-mm {params.jump_mm}"
         " --voxel-mm {params.voxel_mm} --iterations {params.iterations}"
-        " {params.optional} --log {log}"
+        " --lesion-side {input.side} --log {log}"

@@ -42,18 +42,31 @@ FEATURES_JSON = f"{OUT}/features.json"
 FINAL_TARGETS = [DATASET_DESCRIPTION, SESSIONS_TSV, FEATURES_TSV, FEATURES_JSON]
 
 # --- cross-stream contracts (producer -> consumers) -----------------------------
-# Lesion stream -> anat (cost-function masking, lesion class), dwi, func.
+# Every file one stream hands another is defined here, once, by the path helper;
+# no rule file reads another stream's private names. All images are on the
+# canonical (closest RAS+) grid of their source (pipeline/orientation.py).
+#
+# anat_affine.smk -> lesion, anat_syn: N4 T1w, affine template brain mask and transform.
+T1W_PREPROC = deriv("anat", "T1w", ".nii.gz", desc="preproc")
+BRAIN_MASK_AFFINE = deriv("anat", "mask", ".nii.gz", desc="brain")
+XFM_MNI_TO_T1W_AFFINE = deriv("anat", "xfm", ".mat", from_="MNI152NLin6Asym", to="T1w",
+                              mode="image", desc="affine")
+# lesion.smk -> anat_syn (cost-function masking, lesion class), lesion_load, dwi, func.
 LESION_MASK = deriv("anat", "mask", ".nii.gz", space="T1w", desc="lesion")
-# Lesion stream, once per subject from the baseline lesion (participants.tsv
-# lesion_side overrides): {"lesion_side": "left"|"right"|"bilateral"|"none", "source": ...}
-LESION_SIDE = f"{OUT}/sub-{{subject}}/sub-{{subject}}_desc-lesionside_metrics.json"
-# Anat stream -> lesion, dwi, func: lesion-masked SyN between T1w and MNI152NLin6Asym.
+LESION_METRICS = deriv("anat", "metrics", ".json", desc="lesion")
+# lesion.smk, once per subject from the baseline lesion (participants.tsv lesion_side
+# overrides); read with pipeline.side.read_lesion_side by every stream.
+LESION_SIDE = bids_path(OUT, datatype=None, subject="{subject}", suffix="metrics",
+                        extension=".json", desc="lesionside")
+# anat_syn.smk -> lesion_load, dwi, func: the lesion-masked SyN between T1w and
+# MNI152NLin6Asym, the atlas regions and tissue classes it brings, and the brain
+# mask through it (the one brain mask downstream of the SyN).
 XFM_MNI_TO_T1W_SYN = deriv("anat", "xfm", ".h5", from_="MNI152NLin6Asym", to="T1w", mode="image")
 XFM_T1W_TO_MNI_SYN = deriv("anat", "xfm", ".h5", from_="T1w", to="MNI152NLin6Asym", mode="image")
-# Anat stream: atlas regions in T1w space (labels: pipeline.templates.ATLAS_REGION_LABELS)
-# and tissue classes (1 CSF, 2 GM, 3 WM, 4 lesion).
+# labels: pipeline.templates.ATLAS_REGION_LABELS; tissue: 1 CSF, 2 GM, 3 WM, 4 lesion
 ATLAS_T1W = deriv("anat", "dseg", ".nii.gz", space="T1w", desc="atlas")
 TISSUE_DSEG = deriv("anat", "dseg", ".nii.gz", space="T1w", desc="tissue")
+BRAIN_MASK = deriv("anat", "mask", ".nii.gz", space="T1w", desc="brain")
 
 # --- per-session derivatives ----------------------------------------------------
 # Each stream's .smk defines its own path constants with deriv() and registers
@@ -108,6 +121,11 @@ def raw(column):
 def row_value(column):
     """Params function: a value of the session's inventory row."""
     return lambda wildcards: _ROWS[(wildcards.subject, wildcards.session)][column]
+
+
+def option_list(flag, values):
+    """``--flag v1 v2`` for a list config value, "" for null or empty."""
+    return f"{flag} " + " ".join(str(v) for v in values) if values else ""
 
 
 def has(modality, wildcards):

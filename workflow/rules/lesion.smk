@@ -2,27 +2,22 @@
 # segmentation (or the manual *_label-lesion_roi mask), volume, side and
 # corticospinal-tract lesion load. Science: pipeline/lesion/.
 #
-# Produces the cross-stream LESION_MASK (every session with a T1w; an empty
-# mask when there is neither a FLAIR nor a manual mask) and LESION_SIDE (per
-# subject, from the baseline lesion; participants.tsv lesion_side overrides).
-# The segmentation uses only the anatomy stream's affine template registration,
-# so the anatomy stream's lesion-masked SyN may take LESION_MASK as an input.
+# Produces the cross-stream LESION_MASK and LESION_METRICS (every session with a
+# T1w; an empty mask with NA volumes when there is neither a FLAIR nor a manual
+# mask) and LESION_SIDE (per subject, from the baseline lesion; participants.tsv
+# lesion_side overrides). Inputs: anat_affine.smk only (N4 T1w, affine brain mask
+# and template transform), so the lesion-masked SyN (anat_syn.smk) takes the mask.
+# The CST lesion load, which needs that SyN, is in lesion_load.smk.
 
 from pipeline.lesion.smk_inputs import LesionInputs
 
-LESION_STREAM_READY = True
-
-LESION_METRICS = deriv("anat", "metrics", ".json", desc="lesion")
 LESION_FIGURE = deriv("figures", "FLAIR", ".png", desc="lesion")
-LESION_LOAD_METRICS = deriv("anat", "metrics", ".json", desc="lesionload")
-LESION_LOAD_FIGURE = deriv("figures", "FLAIR", ".png", desc="cstload")
 LESION_CFG = config["lesion"]
 PARTICIPANTS_TSV = os.path.join(config["bids_dir"], "participants.tsv")
 
-register_metrics("lesion", "FLAIR", LESION_METRICS)
-register_metrics("lesion", "FLAIR", LESION_LOAD_METRICS)
+register_metrics("lesion", "T1w", LESION_METRICS)
 register_reportlet(
-    modality="FLAIR", step="lesion", title="Lesion segmentation", figure=LESION_FIGURE,
+    modality="T1w", step="lesion", title="Lesion segmentation", figure=LESION_FIGURE,
     metrics=LESION_METRICS,
     caption="Lesion outline (red; yellow: manual mask or, when the manual mask is used, the "
     "automatic one) on the FLAIR registered to the T1w and on the T1w, slices through the lesion.",
@@ -33,20 +28,9 @@ register_reportlet(
     "lesions the CSF-like cavity enclosed by the hyperintense rim whose mirror image is "
     "tissue; connected-component clean-up (Van Leemput et al. 2001; Schmidt et al. 2012).",
 )
-register_reportlet(
-    modality="FLAIR", step="cstload", title="Corticospinal tract lesion load",
-    figure=LESION_LOAD_FIGURE, metrics=LESION_LOAD_METRICS,
-    caption="Lesion (red) with the ipsilesional (blue) and contralesional (green) "
-    "corticospinal tracts (Juelich atlas, probability > 25 %) on the T1w.",
-    methods="Overlap of the lesion with the ipsilesional CST in mL and as a fraction of the "
-    "tract, and the slice-weighted load of Zhu et al. (2010, Stroke 41:910) over 1 mm "
-    "template axial slices.",
-)
-
-
 LESION_INPUTS = LesionInputs(
     rows=_ROWS, sessions=config["sessions"], baseline=config["baseline_session"], has=has,
-    sessions_with=sessions_with, rules=lambda: workflow.rules, expand=expand,
+    sessions_with=sessions_with, expand=expand,
 )
 
 
@@ -54,8 +38,8 @@ rule lesion_segment:
     input:
         t1w=T1W_PREPROC,
         t1w_raw=raw("t1w"),
-        brain_mask=BRAIN_MASK,
-        xfm=XFM_MNI_TO_T1W,
+        brain_mask=BRAIN_MASK_AFFINE,
+        xfm=XFM_MNI_TO_T1W_AFFINE,
         flair=LESION_INPUTS.optional_raw("flair", "FLAIR"),
         manual=LESION_INPUTS.optional_raw("lesion_roi"),
     output:
@@ -66,6 +50,8 @@ rule lesion_segment:
         flair=LESION_INPUTS.option("--flair", "flair"),
         manual=LESION_INPUTS.option("--manual", "manual"),
         manual_overrides=LESION_CFG["manual_overrides_automatic"],
+        manual_threshold=LESION_CFG["manual_threshold"],
+        manual_labels=option_list("--manual-labels", LESION_CFG["manual_labels"]),
         seed_z=LESION_CFG["seed_z"],
         seed_smoothing_mm=LESION_CFG["seed_smoothing_mm"],
         grow_z=LESION_CFG["grow_z"],
@@ -91,6 +77,7 @@ rule lesion_segment:
         " --brain-mask {input.brain_mask}"
         " --xfm {input.xfm} {params.flair} {params.manual}"
         " --manual-overrides {params.manual_overrides}"
+        " --manual-threshold {params.manual_threshold} {params.manual_labels}"
         " --seed-z {params.seed_z} --seed-smoothing-mm {params.seed_smoothing_mm}"
         " --grow-z {params.grow_z} --asymmetry-z {params.asymmetry_z}"
         " --min-component-ml {params.min_component_ml}"
@@ -126,40 +113,3 @@ rule lesion_side:
     shell:
         "resstore lesion-side --subject {wildcards.subject} {params.metrics}"
         " --session '{params.session}' {params.participants} --out {output} --log {log}"
-
-
-rule lesion_load:
-    input:
-        mask=LESION_MASK,
-        t1w=T1W_PREPROC,
-        xfm=XFM_MNI_TO_T1W,
-        side=LESION_SIDE,
-        metrics=LESION_METRICS,
-        baseline=LESION_INPUTS.session_path(LESION_METRICS, "baseline"),
-        atlas=LESION_INPUTS.if_produced(ATLAS_T1W),
-        xfm_syn=LESION_INPUTS.if_produced(XFM_MNI_TO_T1W_SYN),
-    output:
-        metrics=LESION_LOAD_METRICS,
-        figure=LESION_LOAD_FIGURE,
-    params:
-        baseline=LESION_INPUTS.option("--baseline-metrics", "baseline"),
-        atlas=LESION_INPUTS.option("--atlas", "atlas"),
-        xfm_syn=LESION_INPUTS.option("--xfm-syn", "xfm_syn"),
-        is_baseline=lambda wildcards: (
-            "--is-baseline" if wildcards.session == config["baseline_session"] else ""
-        ),
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "lesion_load"),
-    benchmark:
-        per_session("benchmarks", "lesion_load")
-    threads: THREADS
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    shell:
-        "resstore lesion-load --lesion-mask {input.mask} --t1w {input.t1w} --xfm {input.xfm}"
-        " --side {input.side} --metrics {input.metrics} {params.baseline} {params.atlas}"
-        " {params.xfm_syn} {params.is_baseline} --out-metrics {output.metrics}"
-        " --out-figure {output.figure} --threads {threads} --log {log}"
