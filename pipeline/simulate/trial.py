@@ -26,6 +26,7 @@ import pandas as pd
 from pipeline.simulate import anatomy, clinical
 from pipeline.simulate.layers import template_layers
 from pipeline.simulate.space import SessionMap, random_subject_warp, rigid_matrix
+from pipeline.simulate.storage import STORAGES, StorageSpec, storage_spec, store_axis, store_bvecs
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ class TrialSpec:
         Fraction of subjects without a 6-month visit (died or lost).
     modalities : tuple of str
         Which of "T1w", "FLAIR", "dwi", "bold" to write.
+    storage : str
+        How each session's images are stored (:mod:`pipeline.simulate.storage`):
+        ``random`` (default: RAS, LAS, LPS or oblique up to 15 degrees, cycled over
+        the sessions from a drawn start), or one of ``RAS``, ``LAS``, ``LPS``, ``oblique`` for every session.
     """
 
     n_subjects: int = 4
@@ -94,6 +99,7 @@ class TrialSpec:
     dropout_fraction: float = 0.0
     modalities: tuple = ("T1w", "FLAIR", "dwi", "bold")
     sessions: tuple = field(default=SESSIONS)
+    storage: str = "random"
 
 
 def _write_json(path: Path, data) -> None:
@@ -122,8 +128,10 @@ def _as_int16(img: nib.Nifti1Image) -> nib.Nifti1Image:
     return out
 
 
-def _save(img: nib.Nifti1Image, path: Path) -> None:
+def _save(img: nib.Nifti1Image, path: Path, storage: StorageSpec | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if storage is not None:
+        img = storage.apply(img)
     img.header.set_xyzt_units("mm", "sec")
     nib.save(img, path)
 
@@ -200,6 +208,7 @@ def simulate_trial(out_dir, spec: TrialSpec | None = None) -> dict:
 
     lo, hi = spec.lesion_volume_range_ml
     truth_rows = []
+    storage_offset = int(np.random.default_rng([spec.seed, 99]).integers(len(STORAGES)))
     for i, row in participants.iterrows():
         pid = row["participant_id"]
         sub_rng = np.random.default_rng([spec.seed, i])
@@ -227,11 +236,21 @@ def simulate_trial(out_dir, spec: TrialSpec | None = None) -> dict:
             li = spec.li_baseline + ((spec.li_change_control + spec.effect_li * treated)
                                      if follow_up else 0.0)
             stage = None if plan is None else ("subacute" if not follow_up else "chronic")
+            # its own stream of draws, so the storage does not change what is simulated;
+            # "random" cycles through the storages from a drawn start, so that even a
+            # four-session trial has every one
+            storage_rng = np.random.default_rng([spec.seed, i, s_index, 99])
+            name = spec.storage
+            if name == "random":
+                name = STORAGES[(storage_offset + len(truth_rows) + len(session_rows))
+                                % len(STORAGES)]
+            storage = storage_spec(name, storage_rng)
             truth = _write_session(
                 bids, truth_dir, pid, ses, spec, visit_rng, layers, smap, plan, stage, side,
-                thinning, fa_change, li)
+                thinning, fa_change, li, storage)
             truth.update(participant_id=pid, session=ses, planted_fa_change=fa_change,
-                         planted_thinning_mm=thinning, planted_laterality_index=li)
+                         planted_thinning_mm=thinning, planted_laterality_index=li,
+                         storage=storage.label)
             session_rows.append(truth)
             log.info("simulated %s ses-%s", pid, ses)
         _write_tsv(bids / pid / f"{pid}_sessions.tsv",
@@ -261,8 +280,9 @@ def _entities(pid, ses):
 
 
 def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, stage, side,
-                   thinning, fa_change, li) -> dict:
-    """Write one session's images to BIDS and its truth; return scalar truths."""
+                   thinning, fa_change, li, storage: StorageSpec) -> dict:
+    """Write one session's images to BIDS and its truth, all stored by ``storage``;
+    return scalar truths."""
     stem = _entities(pid, ses)
     sdir, tdir = bids / pid / f"ses-{ses}", truth_dir / pid / f"ses-{ses}"
     anat_session = anatomy.simulate_structural(
@@ -271,44 +291,48 @@ def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, sta
     truth = dict(anat_session.truth)
     anat_json = {"MagneticFieldStrength": 3, "Manufacturer": "phantom"}
     if "T1w" in spec.modalities:
-        _save(anat_session.t1w, sdir / "anat" / f"{stem}_T1w.nii.gz")
+        _save(anat_session.t1w, sdir / "anat" / f"{stem}_T1w.nii.gz", storage)
         _write_json(sdir / "anat" / f"{stem}_T1w.json", {**anat_json, "RepetitionTime": 2.3,
                                                           "InversionTime": 0.9})
     if "FLAIR" in spec.modalities:
-        _save(anat_session.flair, sdir / "anat" / f"{stem}_FLAIR.nii.gz")
+        _save(anat_session.flair, sdir / "anat" / f"{stem}_FLAIR.nii.gz", storage)
         _write_json(sdir / "anat" / f"{stem}_FLAIR.json", {**anat_json, "RepetitionTime": 5.0,
                                                             "InversionTime": 1.8})
-    _save(anat_session.lesion, tdir / "anat" / f"{stem}_desc-lesion_mask.nii.gz")
-    _save(anat_session.dseg, tdir / "anat" / f"{stem}_dseg.nii.gz")
-    _save(anat_session.brain_mask, tdir / "anat" / f"{stem}_desc-brain_mask.nii.gz")
+    _save(anat_session.lesion, tdir / "anat" / f"{stem}_desc-lesion_mask.nii.gz", storage)
+    _save(anat_session.dseg, tdir / "anat" / f"{stem}_dseg.nii.gz", storage)
+    _save(anat_session.brain_mask, tdir / "anat" / f"{stem}_desc-brain_mask.nii.gz", storage)
     for name, img in anat_session.regions.items():
         region, hemi = name.split("_")
-        _save(img, tdir / "anat" / f"{stem}_hemi-{hemi[0].upper()}_desc-{region}_mask.nii.gz")
-    _save(anat_session.atlas_dseg, tdir / "anat" / f"{stem}_desc-atlas_dseg.nii.gz")
+        _save(img, tdir / "anat" / f"{stem}_hemi-{hemi[0].upper()}_desc-{region}_mask.nii.gz", storage)
+    _save(anat_session.atlas_dseg, tdir / "anat" / f"{stem}_desc-atlas_dseg.nii.gz", storage)
     has_lesion = truth["lesion_volume_ml"] > 0
     truth["manual_mask"] = False
     if has_lesion and rng.random() < spec.manual_mask_fraction:
-        _save(anat_session.lesion, sdir / "anat" / f"{stem}_label-lesion_roi.nii.gz")
+        _save(anat_session.lesion, sdir / "anat" / f"{stem}_label-lesion_roi.nii.gz", storage)
         truth["manual_mask"] = True
 
     lesion_img = anat_session.lesion if has_lesion else None
     if "dwi" in spec.modalities:
         from pipeline.simulate.dwi import simulate_dwi
-        from pipeline.simulate.tensor import bvecs_fsl_convention
 
         dwi = simulate_dwi(
             rng=rng, layers=layers, session_map=smap, lesion=lesion_img, lesion_stage=stage,
             lesion_side=side, cst_fa_change=fa_change, voxel_mm=spec.dwi_voxel_mm,
             n_b0=spec.n_dwi_b0, n_directions=spec.n_dwi_directions)
-        _save(_as_int16(dwi.image), sdir / "dwi" / f"{stem}_dwi.nii.gz")
+        _save(_as_int16(dwi.image), sdir / "dwi" / f"{stem}_dwi.nii.gz", storage)
         np.savetxt(sdir / "dwi" / f"{stem}_dwi.bval", dwi.bvals[None, :], fmt="%g")
-        # BIDS/FSL convention: b-vectors in voxel axes, x negated for a
-        # positive-determinant (RAS-stored) image, as FSL and MRtrix -fslgrad read them.
-        np.savetxt(sdir / "dwi" / f"{stem}_dwi.bvec", bvecs_fsl_convention(dwi.bvecs, dwi.image.affine),
-                   fmt="%.6f")
-        _write_json(sdir / "dwi" / f"{stem}_dwi.json", dwi.sidecar)
+        # BIDS/FSL convention: b-vectors in the STORED voxel axes, x negated for a
+        # positive-determinant image, as FSL and MRtrix -fslgrad read them.
+        stored_affine = storage.apply(dwi.image).affine
+        np.savetxt(sdir / "dwi" / f"{stem}_dwi.bvec",
+                   store_bvecs(dwi.bvecs, storage, stored_affine), fmt="%.6f")
+        _write_json(sdir / "dwi" / f"{stem}_dwi.json", _stored_sidecar(dwi.sidecar, storage))
         for name, img in dwi.truth_maps.items():
-            _save(img, tdir / "dwi" / f"{stem}_space-dwi_desc-{name}_truth.nii.gz")
+            if name == "v1":  # world-frame vectors turn with an oblique storage
+                img = storage.apply_vectors(img)
+                _save(img, tdir / "dwi" / f"{stem}_space-dwi_desc-{name}_truth.nii.gz")
+            else:
+                _save(img, tdir / "dwi" / f"{stem}_space-dwi_desc-{name}_truth.nii.gz", storage)
         _write_tsv(tdir / "dwi" / f"{stem}_desc-motion_truth.tsv",
                    pd.DataFrame(dwi.motion, columns=MOTION_COLUMNS))
         truth.update({f"dwi_{k}": v for k, v in dwi.truth.items() if np.isscalar(v)})
@@ -322,16 +346,25 @@ def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, sta
             amplitude_ipsilesional=total * (1 + li) / 2, amplitude_contralesional=total * (1 - li) / 2,
             n_volumes=spec.n_bold_volumes, voxel_mm=spec.bold_voxel_mm)
         base = sdir / "func" / f"{stem}_task-motor"
-        _save(_as_int16(bold.image), Path(f"{base}_bold.nii.gz"))
-        _write_json(Path(f"{base}_bold.json"), bold.sidecar)
+        _save(_as_int16(bold.image), Path(f"{base}_bold.nii.gz"), storage)
+        _write_json(Path(f"{base}_bold.json"), _stored_sidecar(bold.sidecar, storage))
         _write_tsv(Path(f"{base}_events.tsv"), bold.events)
         for name, img in bold.truth_maps.items():
-            _save(img, tdir / "func" / f"{stem}_task-motor_space-bold_desc-{name}_truth.nii.gz")
+            _save(img, tdir / "func" / f"{stem}_task-motor_space-bold_desc-{name}_truth.nii.gz", storage)
         _write_tsv(tdir / "func" / f"{stem}_task-motor_desc-motion_truth.tsv",
                    pd.DataFrame(bold.motion, columns=MOTION_COLUMNS))
         truth.update({f"bold_{k}": v for k, v in bold.truth.items() if np.isscalar(v)})
     _write_tsv(tdir / f"{stem}_truth.tsv", pd.DataFrame([truth]))
     return truth
+
+
+def _stored_sidecar(sidecar: dict, storage: StorageSpec) -> dict:
+    """A sidecar whose axis codes and SliceTiming refer to the stored voxel axes."""
+    out = dict(sidecar)
+    for key in ("PhaseEncodingDirection", "SliceEncodingDirection"):
+        if key in out:
+            out[key] = store_axis(out[key], storage)
+    return out
 
 
 MOTION_COLUMNS = ["trans_x_mm", "trans_y_mm", "trans_z_mm", "rot_x_deg", "rot_y_deg", "rot_z_deg"]
