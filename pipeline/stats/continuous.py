@@ -263,10 +263,36 @@ def _random_intercept(y, X, subj, vidx, visits, contrasts, counts_of, details, d
         return [excluded_row(f"random-intercept model not fitted: {exc}", model="random_intercept", visit=v,
                              **counts_of(v)) for v in visits]
     tau2 = float(np.mean(fit.sigma[np.triu_indices(len(visits), 1)]))
-    details["random_intercept"] = {"tau2": tau2, "sigma2": float(fit.sigma[0, 0]) - tau2,
-                                   "converged": fit.converged, "loglik": fit.loglik, "aic": fit.aic}
+    sigma2 = float(fit.sigma[0, 0]) - tau2
+    details["random_intercept"] = {"tau2": tau2, "sigma2": sigma2, "converged": fit.converged,
+                                   "loglik": fit.loglik, "aic": fit.aic}
+    if not fit.converged and np.isfinite(tau2) and tau2 < 1e-6 * max(tau2 + sigma2, 1e-300):
+        return _boundary_rows(y, X, visits, contrasts, counts_of)
     note = "" if fit.converged else "; ".join(m for _, m in fit.attempts)
     return _model_rows(fit, contrasts, visits, "random_intercept", "random intercept", ddf, note, counts_of)
+
+
+def _boundary_rows(y, X, visits, contrasts, counts_of) -> list:
+    """Random-intercept variance estimated at 0 (the boundary, lme4's "singular fit"): the model is
+    independent errors, so least squares with exact df N - p (the information is singular at the
+    boundary, so neither Satterthwaite nor Kenward-Roger is defined)."""
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    df = len(y) - X.shape[1]
+    cov = float(np.sum((y - X @ beta) ** 2)) / df * np.linalg.inv(X.T @ X)
+    note = "random-intercept variance estimated at 0 (boundary): independent errors, least squares, df N - p"
+    rows = []
+    for v in visits:
+        c = contrasts[v]
+        lsm = {}
+        for arm in ("treated", "control"):
+            lsm[f"lsmean_{arm}"] = float(c[arm] @ beta)
+            lsm[f"lsmean_{arm}_se"] = float(np.sqrt(c[arm] @ cov @ c[arm]))
+        se = float(np.sqrt(c["difference"] @ cov @ c["difference"]))
+        rows.append(t_or_z_row(float(c["difference"] @ beta), se, df, model="random_intercept",
+                               measure="difference in change", covariance="random intercept (tau2 = 0)",
+                               ddf_method="residual", df_other=np.nan, se_model=se, converged=True, visit=v,
+                               note=note, status="ok", **lsm, **counts_of(v)))
+    return rows
 
 
 def _simple_tests(a, b, *, visit, extra) -> list:

@@ -259,3 +259,11 @@ def trial_spec_from_config(stats: dict, *, sessions, baseline_session, primary_f
         "strata": [c for c in ("center",) if c in old.covariates],
         "analysis_sets": old.analysis_sets, "continuous": cont,
         "families": {"biomarkers": "imaging biomarkers"}, "endpoints": endpoints}, source="config stats")
+
+
+def workflow_inputs(spec_path, bids_dir) -> dict:
+    """What the Snakemake stats rule needs of a trial spec: its tables (paths under ``bids_dir``) and
+    whether it analyses features.tsv."""
+    spec = load_trial_spec(spec_path)
+    tables = [str(p if Path(p).is_absolute() else Path(bids_dir) / p) for p in spec.files()]
+    return {"tables": tables, "features": spec.uses_features()}
