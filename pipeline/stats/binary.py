@@ -66,23 +66,36 @@ def adjustment_design(frame: pd.DataFrame, adjust, treated) -> tuple[np.ndarray,
     return X[:, keep], [names[j] for j in keep]
 
 
-def fit_binary(frame: pd.DataFrame, *, treated, control, adjust=(), cmh_stratum=None,
-               models=("risk_difference", "fisher_exact", "chi_squared", "logistic", "cmh")) -> list:
+def fit_binary(
+    frame: pd.DataFrame,
+    *,
+    treated,
+    control,
+    adjust=(),
+    cmh_stratum=None,
+    models=("risk_difference", "fisher_exact", "chi_squared", "logistic", "cmh"),
+) -> list:
     """Every binary model of one outcome (``frame``: participant_id, arm, value 0/1, covariates)."""
     table = table_2x2(frame, treated, control)
     n1, n0 = table.sum(axis=1)
     p1 = table[0, 0] / n1 if n1 else np.nan
     p0 = table[1, 0] / n0 if n0 else np.nan
-    base = {"n_treated": int(n1), "n_control": int(n0), "summary_measure": "proportion with the event",
-            "summary_treated": p1, "summary_control": p0}
+    base = {
+        "n_treated": int(n1),
+        "n_control": int(n0),
+        "summary_measure": "proportion with the event",
+        "summary_treated": p1,
+        "summary_control": p0,
+    }
     rows = []
     for model in models:
         try:
             row = _MODELS[model](frame, table, treated=treated, adjust=adjust, cmh_stratum=cmh_stratum)
         except (ValueError, np.linalg.LinAlgError, ZeroDivisionError) as exc:
             row = excluded_row(f"{model} not estimated: {exc}")
-        rows.append({**base, "model": model, "converged": row.get("status", "ok") == "ok", "status": "ok",
-                     **row})
+        rows.append(
+            {**base, "model": model, "converged": row.get("status", "ok") == "ok", "status": "ok", **row}
+        )
     return rows
 
 
@@ -94,25 +107,41 @@ def _need_both_arms(table):
 def _risk_difference(frame, table, **_) -> dict:
     _need_both_arms(table)
     (a, b), (c, d) = table
-    low, high = confint_proportions_2indep(a, a + b, c, c + d, method="newcomb", compare="diff",
-                                           alpha=1 - CI_LEVEL)
+    low, high = confint_proportions_2indep(
+        a, a + b, c, c + d, method="newcomb", compare="diff", alpha=1 - CI_LEVEL
+    )
     expected = table.sum(axis=1)[:, None] * table.sum(axis=0)[None, :] / table.sum()
     if np.all(expected >= 5):
         p, how = stats.chi2_contingency(table, correction=False).pvalue, "Pearson chi-squared"
     else:
         p, how = stats.fisher_exact(table).pvalue, "Fisher exact (an expected count < 5)"
     est = a / (a + b) - c / (c + d)
-    return {"estimate": est, "se": np.nan, "df": np.nan, "ci_low": low, "ci_high": high, "p": float(p),
-            "measure": "risk difference", "note": f"Newcombe hybrid-score CI; p: {how}"}
+    return {
+        "estimate": est,
+        "se": np.nan,
+        "df": np.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "p": float(p),
+        "measure": "risk difference",
+        "note": f"Newcombe hybrid-score CI; p: {how}",
+    }
 
 
 def _fisher(frame, table, **_) -> dict:
     _need_both_arms(table)
     res = stats.contingency.odds_ratio(table, kind="conditional")
     ci = res.confidence_interval(confidence_level=CI_LEVEL)
-    return {"estimate": float(res.statistic), "se": np.nan, "df": np.nan, "ci_low": float(ci.low),
-            "ci_high": float(ci.high), "p": float(stats.fisher_exact(table).pvalue),
-            "measure": "odds ratio", "note": "conditional MLE odds ratio, exact CI (as R fisher.test)"}
+    return {
+        "estimate": float(res.statistic),
+        "se": np.nan,
+        "df": np.nan,
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
+        "p": float(stats.fisher_exact(table).pvalue),
+        "measure": "odds ratio",
+        "note": "conditional MLE odds ratio, exact CI (as R fisher.test)",
+    }
 
 
 def _chi_squared(frame, table, **_) -> dict:
@@ -141,8 +170,10 @@ def _logistic(frame, table, *, treated, adjust, **_) -> dict:
         pure = frame.groupby(name)["value"].transform(lambda v: v.nunique() == 1)
         if pure.any() and not pure.all():
             levels = sorted(frame.loc[pure, name].astype(str).unique())
-            notes.append(f"{int(pure.sum())} subject(s) of {name} {', '.join(levels)} (every outcome equal) left "
-                         "out: no information on the arm effect")
+            notes.append(
+                f"{int(pure.sum())} subject(s) of {name} {', '.join(levels)} (every outcome equal) left "
+                "out: no information on the arm effect"
+            )
             frame = frame[~pure]
     if frame["value"].nunique() < 2:
         raise ValueError("no variation in the outcome")
@@ -150,7 +181,8 @@ def _logistic(frame, table, *, treated, adjust, **_) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = sm.GLM(frame["value"].to_numpy(float), X, family=sm.families.Binomial()).fit(
-            tol=1e-12, maxiter=200)
+            tol=1e-12, maxiter=200
+        )
     beta, se = float(res.params[1]), float(res.bse[1])
     if not res.converged or not np.isfinite(se) or se > 50:
         return excluded_row("logistic regression did not converge (separation: an arm with all or no events)")
@@ -184,16 +216,30 @@ def _cmh(frame, table, *, treated, cmh_stratum, **_) -> dict:
         estimate = float(st.oddsratio_pooled)
         homogeneity = st.test_equal_odds().pvalue
     if not np.isfinite(estimate) or estimate <= 0:
-        raise ValueError("Mantel-Haenszel odds ratio undefined (no discordant strata)")
+        raise ValueError(
+            "Mantel-Haenszel odds ratio not finite (an arm with all or no events in every stratum)"
+        )
     note = f"stratified by {cmh_stratum} ({len(tables)} strata); RBG CI"
     if dropped:
         note += f"; strata of one subject left out: {', '.join(dropped)}"
     if np.isfinite(homogeneity):
         note += f"; Breslow-Day homogeneity p = {homogeneity:.3g}"
-    return {"estimate": estimate, "se": float(st.logodds_pooled_se), "df": np.nan, "ci_low": float(low),
-            "ci_high": float(high), "p": float(test.pvalue), "measure": "Mantel-Haenszel odds ratio",
-            "note": note}
+    return {
+        "estimate": estimate,
+        "se": float(st.logodds_pooled_se),
+        "df": np.nan,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p": float(test.pvalue),
+        "measure": "Mantel-Haenszel odds ratio",
+        "note": note,
+    }
 
 
-_MODELS = {"risk_difference": _risk_difference, "fisher_exact": _fisher, "chi_squared": _chi_squared,
-           "logistic": _logistic, "cmh": _cmh}
+_MODELS = {
+    "risk_difference": _risk_difference,
+    "fisher_exact": _fisher,
+    "chi_squared": _chi_squared,
+    "logistic": _logistic,
+    "cmh": _cmh,
+}

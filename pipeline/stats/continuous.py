@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from pipeline.stats.design import design, ls_contrasts
 from pipeline.stats.mmrm import MMRMFit, fit_mmrm
 from pipeline.stats.results import excluded_row, t_or_z_row
 
@@ -50,81 +51,23 @@ def change_from_baseline(values: pd.DataFrame, *, baseline: str, visits) -> pd.D
     order = {v: i for i, v in enumerate(visits)}
     post["visit_index"] = post["visit"].map(order)
     return post.sort_values(["participant_id", "visit_index"])[
-        ["participant_id", "visit", "visit_index", "baseline", "change"]].reset_index(drop=True)
+        ["participant_id", "visit", "visit_index", "baseline", "change"]
+    ].reset_index(drop=True)
 
 
-def design(frame: pd.DataFrame, *, visits, covariates, treated) -> tuple[np.ndarray, list, list, dict]:
-    """Fixed-effects design of the treatment-by-visit model.
-
-    Returns the matrix, its column names, notes on columns dropped because
-    they are constant or collinear in these data (a baseline that is constant,
-    e.g. a count that is 0 at baseline, is dropped with a note), and the
-    factor levels ``{covariate: [levels]}`` kept for the LS means.
-    """
-    cols = {"intercept": np.ones(len(frame)), "baseline": frame["baseline"].to_numpy(float)}
-    is_treated = (frame["arm"] == treated).to_numpy(float)
-    for v in visits[1:]:
-        cols[f"visit[{v}]"] = (frame["visit"] == v).to_numpy(float)
-    cols["arm"] = is_treated
-    for v in visits[1:]:
-        cols[f"arm:visit[{v}]"] = is_treated * (frame["visit"] == v).to_numpy(float)
-    factors = {}
-    for name in covariates:
-        column = frame[name]
-        if pd.api.types.is_numeric_dtype(column):
-            cols[name] = column.to_numpy(float) - float(column.mean())
-            continue
-        levels = sorted(column.astype(str).unique())
-        factors[name] = levels
-        for level in levels[1:]:
-            cols[f"{name}[{level}]"] = (column.astype(str) == level).to_numpy(float)
-    names = list(cols)
-    X = np.column_stack([cols[n] for n in names])
-    protected = {"intercept", "arm"} | {n for n in names if n.startswith(("visit[", "arm:visit["))}
-    keep, notes = [], []
-    for j, name in enumerate(names):  # greedy: keep a column if it adds rank
-        trial = keep + [j]
-        if name not in protected and (np.ptp(X[:, j]) == 0 or
-                                      np.linalg.matrix_rank(X[:, trial]) < len(trial)):
-            what = "baseline value" if name == "baseline" else f"covariate column {name}"
-            notes.append(f"{what} dropped (constant or collinear in these data)")
-            continue
-        keep.append(j)
-    return X[:, keep], [names[j] for j in keep], notes, factors
-
-
-def ls_contrasts(X, names, visits, factors, weights="equal") -> dict:
-    """Contrast vectors of each arm's LS mean and their difference at each visit.
-
-    Numeric columns (baseline, centred covariates) at their mean over the
-    rows; factor dummies at ``1/L`` (``equal``) or the rows' proportion of
-    that level (``observed``).
-    """
-    means = X.mean(axis=0)
-    out = {}
-    for v in visits:
-        base = np.zeros(len(names))
-        for j, n in enumerate(names):
-            factor = n.split("[")[0] if "[" in n else None
-            if n == "intercept" or n == f"visit[{v}]":
-                base[j] = 1.0
-            elif n.startswith(("visit[", "arm")):
-                continue
-            elif factor in factors and weights == "equal":
-                base[j] = 1.0 / len(factors[factor])
-            else:
-                base[j] = means[j]
-        diff = np.zeros(len(names))
-        diff[names.index("arm")] = 1.0
-        if f"arm:visit[{v}]" in names:
-            diff[names.index(f"arm:visit[{v}]")] = 1.0
-        out[v] = {"control": base, "treated": base + diff, "difference": diff}
-    return out
-
-
-def fit_continuous(frame: pd.DataFrame, *, visits, covariates, treated, control, ddf="kenward-roger",
-                   lsmeans_weights="equal", random_intercept=True, simple_tests=True,
-                   min_per_arm=3) -> tuple[list, dict]:
+def fit_continuous(
+    frame: pd.DataFrame,
+    *,
+    visits,
+    covariates,
+    treated,
+    control,
+    ddf="kenward-roger",
+    lsmeans_weights="equal",
+    random_intercept=True,
+    simple_tests=True,
+    min_per_arm=3,
+) -> tuple[list, dict]:
     """All models of one continuous outcome in one analysis set.
 
     Parameters
@@ -163,28 +106,40 @@ def fit_continuous(frame: pd.DataFrame, *, visits, covariates, treated, control,
     if frame.empty:
         reason = "no subject with a change from baseline"
     elif min(n_arm.values()) < min_per_arm:
-        reason = (f"too few subjects per arm ({treated} {n_arm[treated]}, {control} {n_arm[control]}; "
-                  f"minimum {min_per_arm})")
+        reason = (
+            f"too few subjects per arm ({treated} {n_arm[treated]}, {control} {n_arm[control]}; "
+            f"minimum {min_per_arm})"
+        )
     elif np.ptp(frame["change"].to_numpy(float)) == 0:
         reason = f"outcome constant (every change is {frame['change'].iloc[0]:g}): no variation to model"
     if reason:
-        return [excluded_row(reason, model=model, visit=v, n_treated=n_arm[treated],
-                             n_control=n_arm[control]) for v in (present or ["n/a"])], details
+        return [
+            excluded_row(reason, model=model, visit=v, n_treated=n_arm[treated], n_control=n_arm[control])
+            for v in (present or ["n/a"])
+        ], details
 
     summary = frame.groupby(["visit", "arm"])["change"].agg(["count", "mean"])
 
     def counts_of(v):
         def get(arm, what):
             return summary[what].get((v, arm), 0 if what == "count" else np.nan)
-        return {"n_treated": int(get(treated, "count")), "n_control": int(get(control, "count")),
-                "summary_measure": "raw mean change", "summary_treated": float(get(treated, "mean")),
-                "summary_control": float(get(control, "mean"))}
+
+        return {
+            "n_treated": int(get(treated, "count")),
+            "n_control": int(get(control, "count")),
+            "summary_measure": "raw mean change",
+            "summary_treated": float(get(treated, "mean")),
+            "summary_control": float(get(control, "mean")),
+        }
 
     X, names, more, factors = design(frame, visits=present, covariates=covariates, treated=treated)
     details["notes"] += more
     details["columns"] = names
-    y, subj, vidx = (frame["change"].to_numpy(float), frame["participant_id"].to_numpy(),
-                     frame["visit_index"].to_numpy())
+    y, subj, vidx = (
+        frame["change"].to_numpy(float),
+        frame["participant_id"].to_numpy(),
+        frame["visit_index"].to_numpy(),
+    )
     rows: list = []
     if len(y) <= X.shape[1] + 1:
         reason = f"{len(y)} observations for {X.shape[1]} fixed effects: not modelled"
@@ -195,8 +150,9 @@ def fit_continuous(frame: pd.DataFrame, *, visits, covariates, treated, control,
             fit = fit_mmrm(y, X, subj, vidx, n_visits=len(present))
         except (ValueError, np.linalg.LinAlgError) as exc:
             log.warning("MMRM not fitted: %s", exc)
-            rows += [excluded_row(f"MMRM not fitted: {exc}", model=model, visit=v, **counts_of(v))
-                     for v in present]
+            rows += [
+                excluded_row(f"MMRM not fitted: {exc}", model=model, visit=v, **counts_of(v)) for v in present
+            ]
         else:
             fallback = "; ".join(f"{n}: {m}" for n, m in fit.attempts if m != "used")
             covariance = fit.covariance if len(present) > 1 else "n/a (one visit)"
@@ -227,10 +183,23 @@ def _model_rows(fit: MMRMFit, contrasts, visits, model, covariance, ddf, note, c
         for arm in ("treated", "control"):
             r = fit.contrast(c[arm], ddf)
             lsm[f"lsmean_{arm}"], lsm[f"lsmean_{arm}_se"] = r["estimate"], r["se"]
-        row = t_or_z_row(res["estimate"], res["se"], res["df"], model=model, measure="difference in change",
-                         covariance=covariance, ddf_method=ddf, df_other=alt["df"], se_model=res["se_model"],
-                         converged=fit.converged, visit=v, note=this_note, status="ok", **lsm,
-                         **counts_of(v))
+        row = t_or_z_row(
+            res["estimate"],
+            res["se"],
+            res["df"],
+            model=model,
+            measure="difference in change",
+            covariance=covariance,
+            ddf_method=ddf,
+            df_other=alt["df"],
+            se_model=res["se_model"],
+            converged=fit.converged,
+            visit=v,
+            note=this_note,
+            status="ok",
+            **lsm,
+            **counts_of(v),
+        )
         if not fit.converged:
             row = {**row, **excluded_row(f"did not converge ({note})", model=model, visit=v)}
         rows.append(row)
@@ -250,22 +219,40 @@ def _diagnostics(fit: MMRMFit, y, X, subj, vidx) -> dict:
                 standardised[rows] = np.linalg.solve(chol, resid[rows])
             except np.linalg.LinAlgError:
                 pass
-    return {"fitted": fitted, "residual": resid, "standardised": standardised,
-            "covariance": fit.covariance, "converged": fit.converged, "attempts": fit.attempts,
-            "sigma": fit.sigma, "loglik": fit.loglik, "aic": fit.aic, "n_subjects": fit.n_subjects,
-            "n_obs": fit.n_obs}
+    return {
+        "fitted": fitted,
+        "residual": resid,
+        "standardised": standardised,
+        "covariance": fit.covariance,
+        "converged": fit.converged,
+        "attempts": fit.attempts,
+        "sigma": fit.sigma,
+        "loglik": fit.loglik,
+        "aic": fit.aic,
+        "n_subjects": fit.n_subjects,
+        "n_obs": fit.n_obs,
+    }
 
 
 def _random_intercept(y, X, subj, vidx, visits, contrasts, counts_of, details, ddf) -> list:
     try:
         fit = fit_mmrm(y, X, subj, vidx, n_visits=len(visits), covariance="random intercept")
     except (ValueError, np.linalg.LinAlgError) as exc:
-        return [excluded_row(f"random-intercept model not fitted: {exc}", model="random_intercept", visit=v,
-                             **counts_of(v)) for v in visits]
+        return [
+            excluded_row(
+                f"random-intercept model not fitted: {exc}", model="random_intercept", visit=v, **counts_of(v)
+            )
+            for v in visits
+        ]
     tau2 = float(np.mean(fit.sigma[np.triu_indices(len(visits), 1)]))
     sigma2 = float(fit.sigma[0, 0]) - tau2
-    details["random_intercept"] = {"tau2": tau2, "sigma2": sigma2, "converged": fit.converged,
-                                   "loglik": fit.loglik, "aic": fit.aic}
+    details["random_intercept"] = {
+        "tau2": tau2,
+        "sigma2": sigma2,
+        "converged": fit.converged,
+        "loglik": fit.loglik,
+        "aic": fit.aic,
+    }
     if not fit.converged and np.isfinite(tau2) and tau2 < 1e-6 * max(tau2 + sigma2, 1e-300):
         return _boundary_rows(y, X, visits, contrasts, counts_of)
     note = "" if fit.converged else "; ".join(m for _, m in fit.attempts)
@@ -288,10 +275,25 @@ def _boundary_rows(y, X, visits, contrasts, counts_of) -> list:
             lsm[f"lsmean_{arm}"] = float(c[arm] @ beta)
             lsm[f"lsmean_{arm}_se"] = float(np.sqrt(c[arm] @ cov @ c[arm]))
         se = float(np.sqrt(c["difference"] @ cov @ c["difference"]))
-        rows.append(t_or_z_row(float(c["difference"] @ beta), se, df, model="random_intercept",
-                               measure="difference in change", covariance="random intercept (tau2 = 0)",
-                               ddf_method="residual", df_other=np.nan, se_model=se, converged=True, visit=v,
-                               note=note, status="ok", **lsm, **counts_of(v)))
+        rows.append(
+            t_or_z_row(
+                float(c["difference"] @ beta),
+                se,
+                df,
+                model="random_intercept",
+                measure="difference in change",
+                covariance="random intercept (tau2 = 0)",
+                ddf_method="residual",
+                df_other=np.nan,
+                se_model=se,
+                converged=True,
+                visit=v,
+                note=note,
+                status="ok",
+                **lsm,
+                **counts_of(v),
+            )
+        )
     return rows
 
 
@@ -301,20 +303,57 @@ def _simple_tests(a, b, *, visit, extra) -> list:
         va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
         se = float(np.sqrt(va + vb))
         df = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
-        rows.append(t_or_z_row(float(a.mean() - b.mean()), se, df, model="t_test", measure="mean difference",
-                               ddf_method="welch", converged=True, visit=visit, status="ok",
-                               note="Welch t-test on the change", **extra))
+        rows.append(
+            t_or_z_row(
+                float(a.mean() - b.mean()),
+                se,
+                df,
+                model="t_test",
+                measure="mean difference",
+                ddf_method="welch",
+                converged=True,
+                visit=visit,
+                status="ok",
+                note="Welch t-test on the change",
+                **extra,
+            )
+        )
     else:
-        rows.append(excluded_row("Welch t-test needs 2 subjects per arm and some variation", model="t_test",
-                                 visit=visit, **extra))
+        rows.append(
+            excluded_row(
+                "Welch t-test needs 2 subjects per arm and some variation",
+                model="t_test",
+                visit=visit,
+                **extra,
+            )
+        )
     if len(a) >= 1 and len(b) >= 1 and np.ptp(np.r_[a, b]) > 0:
         u = stats.mannwhitneyu(a, b, alternative="two-sided")
         shift = float(np.median(np.subtract.outer(a, b)))
-        rows.append({"estimate": shift, "se": np.nan, "df": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-                     "p": float(u.pvalue), "model": "mann_whitney", "measure": "Hodges-Lehmann shift",
-                     "converged": True, "visit": visit, "status": "ok",
-                     "note": "Mann-Whitney U on the change; estimate: Hodges-Lehmann shift", **extra})
+        rows.append(
+            {
+                "estimate": shift,
+                "se": np.nan,
+                "df": np.nan,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "p": float(u.pvalue),
+                "model": "mann_whitney",
+                "measure": "Hodges-Lehmann shift",
+                "converged": True,
+                "visit": visit,
+                "status": "ok",
+                "note": "Mann-Whitney U on the change; estimate: Hodges-Lehmann shift",
+                **extra,
+            }
+        )
     else:
-        rows.append(excluded_row("Mann-Whitney needs data in both arms and some variation",
-                                 model="mann_whitney", visit=visit, **extra))
+        rows.append(
+            excluded_row(
+                "Mann-Whitney needs data in both arms and some variation",
+                model="mann_whitney",
+                visit=visit,
+                **extra,
+            )
+        )
     return rows

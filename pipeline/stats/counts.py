@@ -30,16 +30,23 @@ log = logging.getLogger(__name__)
 RATE_PER_DAYS = 100.0
 
 
-def fit_counts(frame: pd.DataFrame, *, treated, control, adjust=(),
-               models=("poisson", "negative_binomial")) -> list:
+def fit_counts(
+    frame: pd.DataFrame, *, treated, control, adjust=(), models=("poisson", "negative_binomial")
+) -> list:
     """Every count model of one outcome."""
     frame = frame[frame["exposure"] > 0]
     arms = {arm: frame[frame["arm"] == arm] for arm in (treated, control)}
-    rate = {arm: (RATE_PER_DAYS * sub["count"].sum() / sub["exposure"].sum()) if len(sub) else np.nan
-            for arm, sub in arms.items()}
-    base = {"n_treated": len(arms[treated]), "n_control": len(arms[control]),
-            "summary_measure": f"events per {RATE_PER_DAYS:g} days of exposure",
-            "summary_treated": rate[treated], "summary_control": rate[control]}
+    rate = {
+        arm: (RATE_PER_DAYS * sub["count"].sum() / sub["exposure"].sum()) if len(sub) else np.nan
+        for arm, sub in arms.items()
+    }
+    base = {
+        "n_treated": len(arms[treated]),
+        "n_control": len(arms[control]),
+        "summary_measure": f"events per {RATE_PER_DAYS:g} days of exposure",
+        "summary_treated": rate[treated],
+        "summary_control": rate[control],
+    }
     rows = []
     for model in models:
         try:
@@ -47,12 +54,16 @@ def fit_counts(frame: pd.DataFrame, *, treated, control, adjust=(),
                 raise ValueError("an arm has no subject with exposure")
             if frame["count"].sum() == 0:
                 raise ValueError("no event in either arm")
-            row = poisson(frame, treated, adjust) if model == "poisson" else \
-                negative_binomial(frame, treated, adjust)
+            row = (
+                poisson(frame, treated, adjust)
+                if model == "poisson"
+                else negative_binomial(frame, treated, adjust)
+            )
         except (ValueError, np.linalg.LinAlgError) as exc:
             row = excluded_row(f"{model} not estimated: {exc}")
-        rows.append({**base, "model": model, "converged": row.get("status", "ok") == "ok", "status": "ok",
-                     **row})
+        rows.append(
+            {**base, "model": model, "converged": row.get("status", "ok") == "ok", "status": "ok", **row}
+        )
     return rows
 
 
@@ -70,8 +81,10 @@ def poisson(frame, treated, adjust) -> dict:
     if not res.converged or not np.isfinite(se) or se > 50:
         return excluded_row("Poisson regression did not converge (no events in an arm?)")
     dispersion = float(res.pearson_chi2 / res.df_resid) if res.df_resid > 0 else np.nan
-    note = f"adjusted for {', '.join(adjust) or 'nothing'}; offset log(exposure); Pearson dispersion " \
-           f"{dispersion:.3g}" + (" (overdispersed: prefer negative binomial)" if dispersion > 1.5 else "")
+    note = (
+        f"adjusted for {', '.join(adjust) or 'nothing'}; offset log(exposure); Pearson dispersion "
+        f"{dispersion:.3g}" + (" (overdispersed: prefer negative binomial)" if dispersion > 1.5 else "")
+    )
     return t_or_z_row(beta, se, ratio=True, measure="rate ratio", note=note)
 
 
@@ -106,10 +119,15 @@ def negative_binomial(frame, treated, adjust) -> dict:
         else:
             note_alpha = f"alpha {alpha:.4g} (theta {1 / alpha:.4g})"
         res = sm.GLM(y, X, family=sm.families.NegativeBinomial(alpha=alpha), offset=offset).fit(
-            scale=1.0, tol=1e-12, maxiter=200)
+            scale=1.0, tol=1e-12, maxiter=200
+        )
     beta, se = float(res.params[1]), float(res.bse[1])
     if not res.converged or not np.isfinite(se) or se > 50:
         return excluded_row("negative binomial regression did not converge (no events in an arm?)")
-    return t_or_z_row(beta, se, ratio=True, measure="rate ratio",
-                      note=f"NB2, {note_alpha}; adjusted for {', '.join(adjust) or 'nothing'}; "
-                           "offset log(exposure)")
+    return t_or_z_row(
+        beta,
+        se,
+        ratio=True,
+        measure="rate ratio",
+        note=f"NB2, {note_alpha}; adjusted for {', '.join(adjust) or 'nothing'}; offset log(exposure)",
+    )

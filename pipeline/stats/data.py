@@ -65,8 +65,14 @@ class AnalysisData:
 
 
 def exclusion(scope, reason, *, participant_id="", session="", outcome="", analysis_set="") -> dict:
-    return {"scope": scope, "participant_id": participant_id, "session": session,
-            "outcome": outcome, "analysis_set": analysis_set, "reason": reason}
+    return {
+        "scope": scope,
+        "participant_id": participant_id,
+        "session": session,
+        "outcome": outcome,
+        "analysis_set": analysis_set,
+        "reason": reason,
+    }
 
 
 def clean_session(series: pd.Series) -> pd.Series:
@@ -77,8 +83,9 @@ def check_unique(table: pd.DataFrame, keys, *, path) -> None:
     """Raise if ``keys`` do not identify rows uniquely."""
     dup = table[table.duplicated(list(keys), keep=False)]
     if len(dup):
-        shown = ", ".join(" ".join(map(str, r)) for r in dup[list(keys)].drop_duplicates()
-                          .head(5).itertuples(index=False))
+        shown = ", ".join(
+            " ".join(map(str, r)) for r in dup[list(keys)].drop_duplicates().head(5).itertuples(index=False)
+        )
         raise PipelineInputError(path, f"duplicate {' x '.join(keys)} rows: {shown}")
 
 
@@ -88,8 +95,9 @@ def require_columns(table: pd.DataFrame, columns, *, path) -> None:
         raise PipelineInputError(path, f"missing column(s) {missing}; has {list(table.columns)}")
 
 
-def check_allocation(allocation: pd.DataFrame, participants: pd.DataFrame, spec, *, path="allocation key",
-                     with_data=()) -> tuple[pd.Series, list]:
+def check_allocation(
+    allocation: pd.DataFrame, participants: pd.DataFrame, spec, *, path="allocation key", with_data=()
+) -> tuple[pd.Series, list]:
     """Validate the allocation key; return participant_id -> arm and the listed mismatches.
 
     Duplicate subjects and arm labels other than the spec's two are errors.
@@ -98,27 +106,46 @@ def check_allocation(allocation: pd.DataFrame, participants: pd.DataFrame, spec,
     at all (the wrong key).
     """
     require_columns(allocation, ("participant_id", "arm"), path=path)
-    allocation = allocation.assign(participant_id=allocation["participant_id"].astype(str),
-                                   arm=allocation["arm"].astype(str).str.strip())
+    allocation = allocation.assign(
+        participant_id=allocation["participant_id"].astype(str), arm=allocation["arm"].astype(str).str.strip()
+    )
     check_unique(allocation, ("participant_id",), path=path)
     arms = (spec.treated_arm, spec.control_arm)
     unknown = allocation[~allocation["arm"].isin(arms)]
     if len(unknown):
         shown = ", ".join(f"{r.participant_id}={r.arm!r}" for r in unknown.head(5).itertuples())
-        raise PipelineInputError(path, f"unknown arm label(s) {shown}; expected one of {list(arms)} "
-                                       "(trial spec arms)")
+        raise PipelineInputError(
+            path, f"unknown arm label(s) {shown}; expected one of {list(arms)} (trial spec arms)"
+        )
     key = allocation.set_index("participant_id")["arm"]
     known = set(participants["participant_id"].astype(str))
     with_data = set(with_data)
     if with_data and not with_data & set(key.index):
-        raise PipelineInputError(path, f"no subject of the data is in the allocation key (data: "
-                                       f"{', '.join(sorted(with_data)[:5])}...): wrong key?")
-    excl = [exclusion("subject", "in the allocation key but not in participants.tsv: no covariates, "
-                                 "not analysed", participant_id=s) for s in sorted(set(key.index) - known)]
-    excl += [exclusion("subject", "has data but is not in the allocation key: not analysed",
-                       participant_id=s) for s in sorted((known | with_data) - set(key.index))]
-    excl += [exclusion("subject", "in the allocation key and participants.tsv but without any outcome data",
-                       participant_id=s) for s in sorted((set(key.index) & known) - with_data)]
+        raise PipelineInputError(
+            path,
+            f"no subject of the data is in the allocation key (data: "
+            f"{', '.join(sorted(with_data)[:5])}...): wrong key?",
+        )
+    excl = [
+        exclusion(
+            "subject",
+            "in the allocation key but not in participants.tsv: no covariates, not analysed",
+            participant_id=s,
+        )
+        for s in sorted(set(key.index) - known)
+    ]
+    excl += [
+        exclusion("subject", "has data but is not in the allocation key: not analysed", participant_id=s)
+        for s in sorted((known | with_data) - set(key.index))
+    ]
+    excl += [
+        exclusion(
+            "subject",
+            "in the allocation key and participants.tsv but without any outcome data",
+            participant_id=s,
+        )
+        for s in sorted((set(key.index) & known) - with_data)
+    ]
     return key, excl
 
 
@@ -132,20 +159,27 @@ def failed_ratings(ratings: pd.DataFrame, *, path="qc ratings") -> pd.DataFrame:
     ratings["session"] = clean_session(ratings["session"])
     bad = ratings[~ratings["modality"].isin(MODALITIES)]
     if len(bad):
-        raise PipelineInputError(path, f"unknown modality {sorted(set(bad['modality']))}; "
-                                       f"one of {MODALITIES}")
+        raise PipelineInputError(
+            path, f"unknown modality {sorted(set(bad['modality']))}; one of {MODALITIES}"
+        )
     bad = ratings[~ratings["rating"].isin(("pass", "fail", "uncertain"))]
     if len(bad):
         raise PipelineInputError(path, f"unknown rating {sorted(set(bad['rating']))}; pass|fail|uncertain")
     ratings["_time"] = pd.to_datetime(ratings["timestamp"], errors="coerce", utc=True, format="ISO8601")
-    latest = (ratings.sort_values("_time", na_position="first", kind="stable")
-              .groupby(["participant_id", "session", "modality"], as_index=False).tail(1))
+    latest = (
+        ratings.sort_values("_time", na_position="first", kind="stable")
+        .groupby(["participant_id", "session", "modality"], as_index=False)
+        .tail(1)
+    )
     return latest[latest["rating"] == "fail"].drop(columns="_time").reset_index(drop=True)
 
 
 def _stream_columns(dictionary, features, streams) -> list:
-    return [c for c, d in dictionary.items() if d.get("Stream") in streams and c in features.columns
-            and not c.endswith("_status")]
+    return [
+        c
+        for c, d in dictionary.items()
+        if d.get("Stream") in streams and c in features.columns and not c.endswith("_status")
+    ]
 
 
 def apply_qc(features: pd.DataFrame, dictionary: dict, fails: pd.DataFrame) -> tuple[pd.DataFrame, list]:
@@ -161,15 +195,21 @@ def apply_qc(features: pd.DataFrame, dictionary: dict, fails: pd.DataFrame) -> t
         features.loc[rows, columns] = np.nan
         who = f" by {r.rater}" if str(r.rater).strip() not in ("", "nan") else ""
         why = f": {r.comment}" if str(r.comment).strip() not in ("", "nan") else ""
-        excl.append(exclusion(
-            "features", f"QC rating 'fail' of {r.modality}{who}{why}; removed "
-                        f"{len(columns)} feature(s) of stream(s) {', '.join(streams)}",
-            participant_id=r.participant_id, session=r.session))
+        excl.append(
+            exclusion(
+                "features",
+                f"QC rating 'fail' of {r.modality}{who}{why}; removed "
+                f"{len(columns)} feature(s) of stream(s) {', '.join(streams)}",
+                participant_id=r.participant_id,
+                session=r.session,
+            )
+        )
     return features, excl
 
 
-def apply_stream_status(features: pd.DataFrame, dictionary: dict, *, visits, done=()) -> tuple[pd.DataFrame,
-                                                                                                list]:
+def apply_stream_status(
+    features: pd.DataFrame, dictionary: dict, *, visits, done=()
+) -> tuple[pd.DataFrame, list]:
     """Features of a stream whose ``<stream>_status`` is not ``ok``, or that a QC reviewer listed in
     ``qc_excluded_streams``, are set to NaN -- one exclusion per session x stream, with the reason.
 
@@ -184,8 +224,11 @@ def apply_stream_status(features: pd.DataFrame, dictionary: dict, *, visits, don
         if not columns:
             continue
         status = features.get(f"{stream}_status")
-        by_status = (status.notna() & (status.astype(str).str.strip() != "ok")) if status is not None else \
-            pd.Series(False, index=features.index)
+        by_status = (
+            (status.notna() & (status.astype(str).str.strip() != "ok"))
+            if status is not None
+            else pd.Series(False, index=features.index)
+        )
         by_review = listed.str.split(r"[,;\s]+").apply(lambda s, st=stream: st in s)
         for idx in features.index[(by_status | by_review) & in_visits]:
             pid, ses = features.at[idx, "participant_id"], features.at[idx, "session"]
@@ -193,18 +236,28 @@ def apply_stream_status(features: pd.DataFrame, dictionary: dict, *, visits, don
             features.loc[idx, columns] = np.nan
             if (pid, ses, stream) in done:
                 continue
-            reason = (f"{stream}_status '{status[idx]}'" if by_status[idx] else
-                      f"QC reviewer excluded stream {stream} (qc_excluded_streams)")
-            excl.append(exclusion("features", f"{reason}: {len(columns)} {stream} feature(s) treated as missing"
-                                              + (f" ({had} had values)" if had else ""),
-                                  participant_id=pid, session=ses))
+            reason = (
+                f"{stream}_status '{status[idx]}'"
+                if by_status[idx]
+                else f"QC reviewer excluded stream {stream} (qc_excluded_streams)"
+            )
+            excl.append(
+                exclusion(
+                    "features",
+                    f"{reason}: {len(columns)} {stream} feature(s) treated as missing"
+                    + (f" ({had} had values)" if had else ""),
+                    participant_id=pid,
+                    session=ses,
+                )
+            )
     return features, excl
 
 
 def build_subjects(participants, arm, spec, *, path, excl) -> pd.DataFrame:
     """Randomised subjects with their arm, covariates, strata and analysis-set flags."""
-    needed = list(dict.fromkeys([*spec.covariates, *spec.strata] +
-                                ([spec.cmh_stratum] if spec.cmh_stratum else [])))
+    needed = list(
+        dict.fromkeys([*spec.covariates, *spec.strata] + ([spec.cmh_stratum] if spec.cmh_stratum else []))
+    )
     for e in spec.endpoints:
         needed += [c for c in (e.adjust or []) if c not in needed]
     require_columns(participants, needed, path=path)
@@ -222,14 +275,25 @@ def build_subjects(participants, arm, spec, *, path, excl) -> pd.DataFrame:
     incomplete = subjects[needed].isna().any(axis=1)
     for r in subjects[incomplete].itertuples(index=False):
         missing = [c for c in needed if pd.isna(getattr(r, c))]
-        excl.append(exclusion("subject", f"missing covariate(s) {missing}: not in any model",
-                              participant_id=r.participant_id))
+        excl.append(
+            exclusion(
+                "subject",
+                f"missing covariate(s) {missing}: not in any model",
+                participant_id=r.participant_id,
+            )
+        )
     subjects = subjects[~incomplete].reset_index(drop=True)
     for name in spec.analysis_sets:
         counts = subjects.loc[subjects[f"set_{name}"], "arm"].value_counts()
         for a in (spec.treated_arm, spec.control_arm):
             if counts.get(a, 0) < spec.small_arm_warning:
-                excl.append(exclusion("analysis set", f"small arm: {a} has {int(counts.get(a, 0))} subject(s) "
-                                                      f"(< {spec.small_arm_warning}); large-sample methods are "
-                                                      "unreliable", analysis_set=name))
+                excl.append(
+                    exclusion(
+                        "analysis set",
+                        f"small arm: {a} has {int(counts.get(a, 0))} subject(s) "
+                        f"(< {spec.small_arm_warning}); large-sample methods are "
+                        "unreliable",
+                        analysis_set=name,
+                    )
+                )
     return subjects

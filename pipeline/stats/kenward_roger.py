@@ -82,8 +82,9 @@ def kenward_roger_parts(Xpad, vinv, vinv_patterns, counts, phi, jac) -> dict | N
     M = np.einsum("akl,hlm->ahkm", vinv_patterns, jac)
     ktrace = np.einsum("a,ahkm,ajmk->hj", counts.astype(float), M, M)
     phi_p = np.matmul(phi, P)  # Phi P_h
-    info2 = (ktrace - 2 * np.einsum("pq,hjqp->hj", phi, Q_all)
-             + np.einsum("hpq,jqp->hj", phi_p, phi_p))  # 2 x expected REML information
+    info2 = (
+        ktrace - 2 * np.einsum("pq,hjqp->hj", phi, Q_all) + np.einsum("hpq,jqp->hj", phi_p, phi_p)
+    )  # 2 x expected REML information
     info2 = (info2 + info2.T) / 2
     eig = np.linalg.eigvalsh(info2)
     if not np.all(np.isfinite(eig)) or eig.min() <= 1e-10 * max(abs(eig.max()), 1e-300):

@@ -61,7 +61,7 @@ class LogitOrderedModel(OrderedModel):
         jac = np.zeros((k + 2, k))
         for j in range(k):
             jac[j + 1, 0] = 1.0
-            jac[j + 1, 1:j + 1] = np.exp(th[1:j + 1])
+            jac[j + 1, 1 : j + 1] = np.exp(th[1 : j + 1])
         d_exog = -((f_upp - f_low) / prob) @ self.exog
         d_thresh = ((f_upp / prob) @ jac[self.endog + 1]) - ((f_low / prob) @ jac[self.endog])
         return np.r_[d_exog, d_thresh]
@@ -73,15 +73,28 @@ def shift_table(frame: pd.DataFrame, *, levels, arms) -> pd.DataFrame:
     return counts.fillna(0).astype(int)
 
 
-def fit_ordinal(frame: pd.DataFrame, *, levels, treated, control, adjust=(), cmh_stratum=None,
-                models=("proportional_odds", "cmh_mean_score")) -> list:
+def fit_ordinal(
+    frame: pd.DataFrame,
+    *,
+    levels,
+    treated,
+    control,
+    adjust=(),
+    cmh_stratum=None,
+    models=("proportional_odds", "cmh_mean_score"),
+) -> list:
     """Every ordinal model of one outcome (``frame``: participant_id, arm, value, covariates)."""
     n1 = int((frame["arm"] == treated).sum())
     n0 = int((frame["arm"] == control).sum())
     m1 = float(frame.loc[frame["arm"] == treated, "value"].median()) if n1 else np.nan
     m0 = float(frame.loc[frame["arm"] == control, "value"].median()) if n0 else np.nan
-    base = {"n_treated": n1, "n_control": n0, "summary_measure": "median category",
-            "summary_treated": m1, "summary_control": m0}
+    base = {
+        "n_treated": n1,
+        "n_control": n0,
+        "summary_measure": "median category",
+        "summary_treated": m1,
+        "summary_control": m0,
+    }
     rows = []
     for model in models:
         try:
@@ -95,8 +108,9 @@ def fit_ordinal(frame: pd.DataFrame, *, levels, treated, control, adjust=(), cmh
                 row = cmh_mean_score(frame, treated=treated, stratum=cmh_stratum)
         except (ValueError, np.linalg.LinAlgError, ZeroDivisionError) as exc:
             row = excluded_row(f"{model} not estimated: {exc}")
-        rows.append({**base, "model": model, "converged": row.get("status", "ok") == "ok", "status": "ok",
-                     **row})
+        rows.append(
+            {**base, "model": model, "converged": row.get("status", "ok") == "ok", "status": "ok", **row}
+        )
     return rows
 
 
@@ -116,15 +130,17 @@ def proportional_odds(frame, *, levels, treated, adjust=()) -> dict:
     if row is None:
         return excluded_row("proportional-odds model did not converge")
     beta, se = row
-    return t_or_z_row(beta, se, ratio=True, measure="common odds ratio (higher category)",
-                      note="; ".join(notes))
+    return t_or_z_row(
+        beta, se, ratio=True, measure="common odds ratio (higher category)", note="; ".join(notes)
+    )
 
 
 def _fit_po(endog, exog):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = LogitOrderedModel(endog, exog, distr="logit").fit(method="bfgs", disp=False, maxiter=2000,
-                                                               gtol=1e-8)
+        res = LogitOrderedModel(endog, exog, distr="logit").fit(
+            method="bfgs", disp=False, maxiter=2000, gtol=1e-8
+        )
     beta, se = float(res.params["arm"]), float(res.bse["arm"])
     if not res.mle_retvals.get("converged", False) or not np.isfinite(se) or se > 50:
         return None
@@ -144,13 +160,23 @@ def cmh_mean_score(frame, *, treated, stratum) -> dict:
     if var <= 0:
         raise ValueError("no variation within strata")
     q = num**2 / var
-    diff = float(frame.loc[frame["arm"] == treated, "value"].mean()
-                 - frame.loc[frame["arm"] != treated, "value"].mean())
+    diff = float(
+        frame.loc[frame["arm"] == treated, "value"].mean()
+        - frame.loc[frame["arm"] != treated, "value"].mean()
+    )
     note = f"row mean scores, stratified by {stratum} ({len(parts)} strata), Q = {q:.4g} (1 df)"
     if dropped:
         note += f"; strata of one subject left out: {', '.join(dropped)}"
-    return {"estimate": diff, "se": np.nan, "df": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-            "p": float(stats.chi2.sf(q, 1)), "measure": "difference in mean score", "note": note}
+    return {
+        "estimate": diff,
+        "se": np.nan,
+        "df": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "p": float(stats.chi2.sf(q, 1)),
+        "measure": "difference in mean score",
+        "note": note,
+    }
 
 
 def _stratum_terms(sub, treated):

@@ -57,8 +57,10 @@ def _summary_cell(row) -> tuple[str, str]:
     if "proportion" in m:
         return _percent(row["summary_treated"]), _percent(row["summary_control"])
     if np.isfinite(row.get("lsmean_treated", np.nan)):
-        return (f"{num(row['lsmean_treated'])} ({num(row['lsmean_treated_se'])})",
-                f"{num(row['lsmean_control'])} ({num(row['lsmean_control_se'])})")
+        return (
+            f"{num(row['lsmean_treated'])} ({num(row['lsmean_treated_se'])})",
+            f"{num(row['lsmean_control'])} ({num(row['lsmean_control_se'])})",
+        )
     return num(row["summary_treated"]), num(row["summary_control"])
 
 
@@ -67,18 +69,36 @@ def _row_view(row) -> dict:
     ratio = "ratio" in str(row["measure"])
     better = "higher" if row["model"] == "mcid_responders" else row["better"]
     treated, control = _summary_cell(row)
-    units = "" if ratio or "proportion" in str(row["measure"]) or row["measure"] == "risk difference" \
-        else row["units"]
-    label = ("LS mean change (SE)" if np.isfinite(row.get("lsmean_treated", np.nan))
-             else str(row.get("summary_measure") or ""))
-    return {**row, "estimate_ci": ci(row), "summary_label": label, "units_shown": units, "p_shown": pval(row["p"]),
-            "q_shown": pval(row["q"]), "se_shown": num(row["se"]), "df_shown": num(row["df"], 3),
-            "df_other_shown": num(row.get("df_other", np.nan), 3), "treated_shown": treated,
-            "control_shown": control, "forest": forest(row, ratio, better),
-            "lsm_t": f"{num(row['lsmean_treated'])} ({num(row['lsmean_treated_se'])})"
-            if np.isfinite(row.get("lsmean_treated", np.nan)) else "",
-            "lsm_c": f"{num(row['lsmean_control'])} ({num(row['lsmean_control_se'])})"
-            if np.isfinite(row.get("lsmean_control", np.nan)) else ""}
+    units = "" if ratio else row["units"]
+    label = (
+        "LS mean change (SE)"
+        if np.isfinite(row.get("lsmean_treated", np.nan))
+        else str(row.get("summary_measure") or "")
+    )
+    estimate_ci = ci(row)
+    if str(row["measure"]) in ("risk difference", "difference in proportion reaching the MCID"):
+        shown = {k: 100 * row[k] for k in ("estimate", "ci_low", "ci_high")}  # percentage points
+        estimate_ci, units = ci(shown), "percentage points"
+    return {
+        **row,
+        "estimate_ci": estimate_ci,
+        "summary_label": label,
+        "units_shown": units,
+        "p_shown": pval(row["p"]),
+        "q_shown": pval(row["q"]),
+        "se_shown": num(row["se"]),
+        "df_shown": num(row["df"], 3),
+        "df_other_shown": num(row.get("df_other", np.nan), 3),
+        "treated_shown": treated,
+        "control_shown": control,
+        "forest": forest(row, ratio, better),
+        "lsm_t": f"{num(row['lsmean_treated'])} ({num(row['lsmean_treated_se'])})"
+        if np.isfinite(row.get("lsmean_treated", np.nan))
+        else "",
+        "lsm_c": f"{num(row['lsmean_control'])} ({num(row['lsmean_control_se'])})"
+        if np.isfinite(row.get("lsmean_control", np.nan))
+        else "",
+    }
 
 
 TEXT_COLUMNS = ("covariance", "note", "family", "units", "measure", "summary_measure", "ddf_method", "label")
@@ -106,8 +126,17 @@ def change_summary(data, spec) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def render(*, results: pd.DataFrame, exclusions: pd.DataFrame, details: dict, data, spec, inputs: dict,
-           safety: list | None = None, safety_notes=()) -> str:
+def render(
+    *,
+    results: pd.DataFrame,
+    exclusions: pd.DataFrame,
+    details: dict,
+    data,
+    spec,
+    inputs: dict,
+    safety: list | None = None,
+    safety_notes=(),
+) -> str:
     """The report's HTML text."""
     from jinja2 import Environment, StrictUndefined
 
@@ -120,15 +149,30 @@ def render(*, results: pd.DataFrame, exclusions: pd.DataFrame, details: dict, da
     summary, sets_table = [], []
     for o in data.outcomes:
         visit = key_visit(o.endpoint, spec, res[res["outcome"] == o.name])
-        main = [v for v in views if v["outcome"] == o.name and v["main_model"] == "yes" and v["visit"] == visit]
+        main = [
+            v for v in views if v["outcome"] == o.name and v["main_model"] == "yes" and v["visit"] == visit
+        ]
         summary += [v for v in main if v["analysis_set"] == first]
         by_set = {v["analysis_set"]: v for v in main}
         if by_set:
-            sets_table.append({"label": o.label, "visit": visit, "measure": next(iter(by_set.values()))["measure"],
-                               "cells": [by_set.get(s, {}).get("estimate_ci", "") for s in spec.analysis_sets]})
-    by_type = {t: [v for v in res_first if v["endpoint_type"] == t and v["family"] != "biomarkers"]
-               for t in ("continuous", "binary", "ordinal", "count", "time_to_event")}
-    continuous = [v for v in by_type["continuous"] if v["model"] in ("mmrm", "ancova")]
+            sets_table.append(
+                {
+                    "label": o.label,
+                    "visit": visit,
+                    "measure": next(iter(by_set.values()))["measure"],
+                    "cells": [by_set.get(s, {}).get("estimate_ci", "") for s in spec.analysis_sets],
+                }
+            )
+    by_type = {
+        t: [v for v in res_first if v["endpoint_type"] == t and v["family"] != "biomarkers"]
+        for t in ("continuous", "binary", "ordinal", "count", "time_to_event")
+    }
+    order = {o.name: i for i, o in enumerate(data.outcomes)}
+    visit_order = {v: i for i, v in enumerate(spec.visits)}
+    continuous = sorted(
+        (v for v in by_type["continuous"] if v["model"] in ("mmrm", "ancova")),
+        key=lambda v: (order.get(v["outcome"], 0), visit_order.get(v["visit"], 0)),
+    )
     mcid = []
     for o in data.outcomes:
         info = details.get((o.name, first), {}).get("mcid")
@@ -141,39 +185,69 @@ def render(*, results: pd.DataFrame, exclusions: pd.DataFrame, details: dict, da
                     return num(a["mean"])
                 half = 1.96 * a["sd"] / np.sqrt(a["n"])
                 return f"{num(a['mean'])} ({num(a['mean'] - half)} to {num(a['mean'] + half)})"
-            mcid.append({"label": o.label, "visit": info["visit"], "mcid": f"{'+' if info['sign'] > 0 else '-'}"
-                         f"{num(info['value'])} {o.units}", "reference": info["reference"],
-                         "treated": mean_ci(arms[spec.treated_arm]), "control": mean_ci(arms[spec.control_arm]),
-                         "row": row})
+
+            mcid.append(
+                {
+                    "label": o.label,
+                    "visit": info["visit"],
+                    "mcid": f"{'+' if info['sign'] > 0 else '-'}{num(info['value'])} {o.units}",
+                    "reference": info["reference"],
+                    "treated": mean_ci(arms[spec.treated_arm]),
+                    "control": mean_ci(arms[spec.control_arm]),
+                    "row": row,
+                }
+            )
     figures = _figures(data, spec, details, first, res)
-    biomarkers = [v for v in res_first if v["family"] == "biomarkers" and v["main_model"] == "yes"
-                  and v["visit"] == spec.primary_visit]
+    biomarkers = [
+        v
+        for v in res_first
+        if v["family"] == "biomarkers" and v["main_model"] == "yes" and v["visit"] == spec.primary_visit
+    ]
     diagnostics = _diagnostics(details)
     excl = exclusions.fillna("").to_dict("records")
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.from_string(TEMPLATE).render(
-        version=__version__, spec=spec, first=first, confirmatory=confirmatory, summary=summary,
-        sets_table=sets_table, continuous=continuous, mcid=mcid, binary=by_type["binary"],
-        ordinal=by_type["ordinal"], counts=by_type["count"], tte=by_type["time_to_event"],
-        biomarkers=biomarkers, figures=figures, diagnostics=diagnostics, exclusions=excl,
-        n_excluded_rows=int((res["status"] == "excluded").sum()), inputs=inputs, notes=data.notes,
-        n_results=len(res), set_counts=_set_counts(data, spec), endpoints=endpoints,
-        safety=safety or [], safety_notes=list(safety_notes),
-        weights_text=WEIGHTS_TEXT[spec.lsmeans_weights], ddf_text=DDF_TEXT[spec.ddf])
+        version=__version__,
+        spec=spec,
+        first=first,
+        confirmatory=confirmatory,
+        summary=summary,
+        sets_table=sets_table,
+        continuous=continuous,
+        mcid=mcid,
+        binary=by_type["binary"],
+        ordinal=by_type["ordinal"],
+        counts=by_type["count"],
+        tte=by_type["time_to_event"],
+        biomarkers=biomarkers,
+        figures=figures,
+        diagnostics=diagnostics,
+        exclusions=excl,
+        n_excluded_rows=int((res["status"] == "excluded").sum()),
+        inputs=inputs,
+        notes=data.notes,
+        n_results=len(res),
+        set_counts=_set_counts(data, spec),
+        endpoints=endpoints,
+        safety=safety or [],
+        safety_notes=list(safety_notes),
+        weights_text=WEIGHTS_TEXT[spec.lsmeans_weights],
+        ddf_text=DDF_TEXT[spec.ddf],
+    )
 
 
 WEIGHTS_TEXT = {
-    "equal": "LS means weight the levels of each factor covariate equally (SAS LSMEANS and R emmeans default); "
-             "numeric covariates and the baseline value are at their mean over the model's rows.",
+    "equal": "LS means weight the levels of each factor covariate equally (SAS LSMEANS and R emmeans "
+    "default); numeric covariates and the baseline value are at their mean over the model's rows.",
     "observed": "LS means weight the levels of each factor covariate by their observed proportions "
-                "(SAS OM, emmeans weights = \"proportional\"); numeric covariates and the baseline value are at "
-                "their mean over the model's rows.",
+    '(SAS OM, emmeans weights = "proportional"); numeric covariates and the baseline value are at '
+    "their mean over the model's rows.",
 }
 DDF_TEXT = {
     "kenward-roger": "Kenward-Roger (1997): SEs from the bias-adjusted covariance of the fixed effects, KR "
-                     "degrees of freedom; Satterthwaite df and model-based SE in results.tsv (df_other, se_model).",
+    "degrees of freedom; Satterthwaite df and model-based SE in results.tsv (df_other, se_model).",
     "satterthwaite": "Satterthwaite degrees of freedom with model-based SEs; Kenward-Roger df in results.tsv "
-                     "(df_other).",
+    "(df_other).",
 }
 
 
@@ -182,35 +256,61 @@ def _set_counts(data, spec) -> list:
     for name, column in spec.analysis_sets.items():
         s = data.subjects[data.subjects[f"set_{name}"]]
         counts = s["arm"].value_counts()
-        out.append({"name": name, "column": column, "treated": int(counts.get(spec.treated_arm, 0)),
-                    "control": int(counts.get(spec.control_arm, 0))})
+        out.append(
+            {
+                "name": name,
+                "column": column,
+                "treated": int(counts.get(spec.treated_arm, 0)),
+                "control": int(counts.get(spec.control_arm, 0)),
+            }
+        )
     return out
 
 
 def _figures(data, spec, details, first, res) -> dict:
     summary = change_summary(data, spec)
     clinical = [o for o in data.outcomes if o.type == "continuous" and o.endpoint.family != "biomarkers"]
-    out = {"mean_change": figs.mean_change_figure(
-        summary, outcomes=[o.name for o in clinical], labels={o.name: o.label for o in clinical},
-        units={o.name: o.units for o in clinical}, arms=(spec.treated_arm, spec.control_arm),
-        visits=spec.post_visits), "grotta": [], "km": [], "diagnostics": None, "sigma": [], "sigma_visits": []}
+    out = {
+        "mean_change": figs.mean_change_figure(
+            summary,
+            outcomes=[o.name for o in clinical],
+            labels={o.name: o.label for o in clinical},
+            units={o.name: o.units for o in clinical},
+            arms=(spec.treated_arm, spec.control_arm),
+            visits=spec.post_visits,
+        ),
+        "grotta": [],
+        "km": [],
+        "diagnostics": None,
+        "sigma": [],
+        "sigma_visits": [],
+    }
     for o in data.outcomes:
         info = details.get((o.name, first), {})
         if o.type == "ordinal":
             visit = key_visit(o.endpoint, spec, res[res["outcome"] == o.name])
-            out["grotta"].append(figs.grotta_figure(info.get("shift", {}).get(visit),
-                                                    title=f"{o.label} at {visit} ({first})"))
+            out["grotta"].append(
+                figs.grotta_figure(info.get("shift", {}).get(visit), title=f"{o.label} at {visit} ({first})")
+            )
         if o.type == "time_to_event":
             for visit, curves in info.get("km", {}).items():
-                out["km"].append(figs.km_figure(curves, title=f"{o.label} ({visit}, {first})",
-                                                arms=(spec.treated_arm, spec.control_arm),
-                                                cumulative=o.better == "higher"))
+                out["km"].append(
+                    figs.km_figure(
+                        curves,
+                        title=f"{o.label} ({visit}, {first})",
+                        arms=(spec.treated_arm, spec.control_arm),
+                        cumulative=o.better == "higher",
+                    )
+                )
     primary = spec.primary_endpoint
     info = details.get((primary.name, first), {}) if primary else {}
     if info.get("mmrm"):
-        out["diagnostics"] = figs.diagnostics_figure(info["mmrm"], title=f"{primary.name}, {first}: residuals")
-        out["sigma"] = [[v] + [num(x) for x in row] for v, row in zip(info["visits"], info["mmrm"]["sigma"],
-                                                                        strict=True)]
+        out["diagnostics"] = figs.diagnostics_figure(
+            info["mmrm"], title=f"{primary.name}, {first}: residuals"
+        )
+        out["sigma"] = [
+            [v] + [num(x) for x in row] for v, row in zip(info["visits"], info["mmrm"]["sigma"], strict=True)
+        ]
         out["sigma_visits"] = info["visits"]
     out["grotta"] = [g for g in out["grotta"] if g]
     out["km"] = [k for k in out["km"] if k]
@@ -223,8 +323,18 @@ def _diagnostics(details) -> list:
         mm = info.get("mmrm")
         if mm is None:
             continue
-        rows.append({"outcome": name, "analysis_set": set_name, "model": info["model"],
-                     "covariance": mm["covariance"], "converged": mm["converged"], "n_subjects": mm["n_subjects"],
-                     "n_obs": mm["n_obs"], "loglik": f"{mm['loglik']:.2f}", "aic": f"{mm['aic']:.2f}",
-                     "fallback": "; ".join(f"{n}: {m}" for n, m in mm["attempts"] if m != "used")})
+        rows.append(
+            {
+                "outcome": name,
+                "analysis_set": set_name,
+                "model": info["model"],
+                "covariance": mm["covariance"],
+                "converged": mm["converged"],
+                "n_subjects": mm["n_subjects"],
+                "n_obs": mm["n_obs"],
+                "loglik": f"{mm['loglik']:.2f}",
+                "aic": f"{mm['aic']:.2f}",
+                "fallback": "; ".join(f"{n}: {m}" for n, m in mm["attempts"] if m != "used"),
+            }
+        )
     return rows

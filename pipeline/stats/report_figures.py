@@ -55,13 +55,18 @@ def forest_svg(estimate, low, high, *, ratio: bool, better: str, width: int = 19
 
     est, a, b = (px(v) for v in x)
     lo, hi = min(a, b), max(a, b)
-    colour = "#555" if better not in ("higher", "lower") else ("#1f7a3a" if lo > width / 2 else
-                                                              "#b03a2e" if hi < width / 2 else "#333")
+    colour = (
+        "#555"
+        if better not in ("higher", "lower")
+        else ("#1f7a3a" if lo > width / 2 else "#b03a2e" if hi < width / 2 else "#333")
+    )
     mid = height / 2
-    return (f'<svg width="{width}" height="{height}" role="img" aria-label="95% CI">'
-            f'<line x1="{width / 2}" y1="1" x2="{width / 2}" y2="{height - 1}" stroke="#999" stroke-width="1"/>'
-            f'<line x1="{lo:.1f}" y1="{mid}" x2="{hi:.1f}" y2="{mid}" stroke="{colour}" stroke-width="2"/>'
-            f'<rect x="{est - 4:.1f}" y="{mid - 4}" width="8" height="8" fill="{colour}"/></svg>')
+    return (
+        f'<svg width="{width}" height="{height}" role="img" aria-label="95% CI">'
+        f'<line x1="{width / 2}" y1="1" x2="{width / 2}" y2="{height - 1}" stroke="#999" stroke-width="1"/>'
+        f'<line x1="{lo:.1f}" y1="{mid}" x2="{hi:.1f}" y2="{mid}" stroke="{colour}" stroke-width="2"/>'
+        f'<rect x="{est - 4:.1f}" y="{mid - 4}" width="8" height="8" fill="{colour}"/></svg>'
+    )
 
 
 def mean_change_figure(summary: pd.DataFrame, *, outcomes, labels, units, arms, visits) -> str | None:
@@ -133,8 +138,9 @@ def km_figure(curves: dict, *, title: str, arms, cumulative: bool = False) -> st
             ax.step(times, 1 - surv if cumulative else surv, where="post", color=color, label=arm)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("days", fontsize=8)
-    ax.set_ylabel("cumulative proportion with the event" if cumulative else "probability without the event",
-                  fontsize=8)
+    ax.set_ylabel(
+        "cumulative proportion with the event" if cumulative else "probability without the event", fontsize=8
+    )
     ax.tick_params(labelsize=8)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)

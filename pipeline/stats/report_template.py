@@ -95,14 +95,14 @@ post-baseline visit. {{ ddf_text }} {{ weights_text }}</p>
 <table>
 <tr><th>endpoint</th><th>visit</th><th>n {{ spec.treated_arm }} / {{ spec.control_arm }}</th><th>LS mean {{ spec.treated_arm }} (SE)</th>
 <th>LS mean {{ spec.control_arm }} (SE)</th><th>difference (95% CI)</th><th>units</th><th>SE</th><th>df</th><th>df other</th><th>p</th>
-<th class="axis">&larr; control | treatment &rarr;</th><th>favours</th><th>covariance</th></tr>
+<th class="axis">&larr; control | treatment &rarr;</th><th>favours</th></tr>
 {% for r in continuous %}
 <tr{% if r.confirmatory == "yes" %} class="confirmatory"{% endif %}><td>{% if loop.first or continuous[loop.index0 - 1].outcome != r.outcome %}{{ r.label }}{% endif %}</td><td>{{ r.visit }}</td>
 <td class="num">{{ r.n_treated }} / {{ r.n_control }}</td>
 {% if r.status == "ok" %}<td class="num">{{ r.lsm_t }}</td><td class="num">{{ r.lsm_c }}</td><td class="num">{{ r.estimate_ci }}</td>
 <td>{{ r.units }}</td><td class="num">{{ r.se_shown }}</td><td class="num">{{ r.df_shown }}</td><td class="num">{{ r.df_other_shown }}</td>
-<td class="num">{{ r.p_shown }}</td><td>{{ r.forest | safe }}</td><td class="fav-{{ r.favours }}">{{ r.favours }}</td><td>{{ r.covariance }}</td>
-{% else %}<td colspan="11" class="excluded">not estimated: {{ r.note }}</td>{% endif %}</tr>
+<td class="num">{{ r.p_shown }}</td><td>{{ r.forest | safe }}</td><td class="fav-{{ r.favours }}">{{ r.favours }}</td>
+{% else %}<td colspan="10" class="excluded">not estimated: {{ r.note }}</td>{% endif %}</tr>
 {% endfor %}
 </table>
 {% if figures.mean_change %}<img alt="mean change by arm and visit" src="{{ figures.mean_change }}">{% endif %}
@@ -112,7 +112,7 @@ post-baseline visit. {{ ddf_text }} {{ weights_text }}</p>
 <h2 id="mcid">Minimum clinically important difference</h2>
 <table><tr><th>endpoint</th><th>visit</th><th>MCID</th><th>mean change {{ spec.treated_arm }} (95% CI)</th>
 <th>mean change {{ spec.control_arm }} (95% CI)</th><th>reaching the MCID: {{ spec.treated_arm }}</th><th>{{ spec.control_arm }}</th>
-<th>difference (95% CI)</th><th>p</th><th>source of the MCID</th></tr>
+<th>difference, percentage points (95% CI)</th><th>p</th><th>source of the MCID</th></tr>
 {% for m in mcid %}<tr><td>{{ m.label }}</td><td>{{ m.visit }}</td><td class="num">{{ m.mcid }}</td><td class="num">{{ m.treated }}</td>
 <td class="num">{{ m.control }}</td><td class="num">{{ m.row.treated_shown }}</td><td class="num">{{ m.row.control_shown }}</td>
 <td class="num">{{ m.row.estimate_ci }}</td><td class="num">{{ m.row.p_shown }}</td><td class="small">{{ m.reference }}</td></tr>{% endfor %}
@@ -129,7 +129,7 @@ post-baseline visit. {{ ddf_text }} {{ weights_text }}</p>
 {% for r in rows %}<tr{% if r.confirmatory == "yes" %} class="confirmatory"{% endif %}><td>{% if loop.first or rows[loop.index0 - 1].outcome != r.outcome %}{{ r.label }}{% endif %}</td><td>{{ r.visit }}</td><td>{{ r.model }}</td>
 <td class="num">{{ r.n_treated }} / {{ r.n_control }}</td>
 {% if r.status == "ok" %}<td class="num">{{ r.treated_shown }}</td><td class="num">{{ r.control_shown }}</td><td>{{ r.measure }}</td>
-<td class="num">{{ r.estimate_ci }}</td><td class="num">{{ r.p_shown }}</td><td>{{ r.forest | safe }}</td>
+<td class="num">{{ r.estimate_ci }} {{ r.units_shown if r.units_shown == "percentage points" else "" }}</td><td class="num">{{ r.p_shown }}</td><td>{{ r.forest | safe }}</td>
 <td class="fav-{{ r.favours }}">{{ r.favours }}</td><td class="small">{{ r.note }}</td>
 {% else %}<td colspan="8" class="excluded">not estimated: {{ r.note }}</td>{% endif %}</tr>{% endfor %}
 </table>

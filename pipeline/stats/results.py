@@ -19,29 +19,31 @@ RESULT_DESCRIPTIONS = {
     "label": "readable name",
     "endpoint_type": "continuous (change from baseline) | binary | ordinal | count | time_to_event",
     "role": "primary | secondary | safety | exploratory (trial spec)",
-    "confirmatory": "yes on the one confirmatory test: primary endpoint, its main model, key visit, first set",
+    "confirmatory": "yes on the one confirmatory test: primary endpoint, main model, key visit, first set",
     "main_model": "yes when this is the endpoint's main model (summary table, BH family)",
     "family": "Benjamini-Hochberg family (trial spec families); empty = not in a family",
     "units": "units of the outcome (continuous estimates, SEs, CIs and LS means are in these units)",
-    "better": "direction that is better for the patient (higher | lower | n/a), from the spec or features.json",
+    "better": "direction better for the patient (higher | lower | n/a), from the spec or features.json",
     "visit": "visit of the comparison (or the event window / follow-up)",
     "analysis_set": "analysis set (trial spec analysis_sets)",
     "model": "mmrm | ancova | random_intercept | t_test | mann_whitney | mcid_responders | risk_difference | "
-             "fisher_exact | chi_squared | logistic | cmh | proportional_odds | cmh_mean_score | poisson | "
-             "negative_binomial | cox | log_rank",
+    "fisher_exact | chi_squared | logistic | cmh | proportional_odds | cmh_mean_score | poisson | "
+    "negative_binomial | cox | log_rank",
     "measure": "what estimate is: difference (treated minus control) or ratio (treated / control)",
     "estimate": "treatment effect, treated vs control (full precision)",
     "se": "standard error of the estimate (log scale for ratios; Kenward-Roger adjusted for mmrm with "
-          "ddf_method kenward-roger)",
+    "ddf_method kenward-roger)",
     "df": "degrees of freedom of the t reference (mmrm: ddf_method; t_test: Welch); empty = normal/exact",
-    "ci_low": "lower 95% confidence limit", "ci_high": "upper 95% confidence limit",
+    "ci_low": "lower 95% confidence limit",
+    "ci_high": "upper 95% confidence limit",
     "p": "two-sided p value",
     "q": "Benjamini-Hochberg q within family x analysis set x model x visit (main-model rows only)",
     "favours": "treatment | control | no difference: the side of the estimate given the better direction",
     "n_treated": "subjects of the treated arm in this comparison",
     "n_control": "subjects of the control arm in this comparison",
     "lsmean_treated": "LS mean (change from baseline) of the treated arm, weights as lsmeans_weights",
-    "lsmean_treated_se": "its standard error", "lsmean_control": "LS mean of the control arm",
+    "lsmean_treated_se": "its standard error",
+    "lsmean_control": "LS mean of the control arm",
     "lsmean_control_se": "its standard error",
     "summary_measure": "what summary_treated / summary_control are",
     "summary_treated": "descriptive value of the treated arm (mean change, proportion, rate, median)",
@@ -74,14 +76,31 @@ def t_or_z_row(estimate, se, df=None, *, ratio=False, **extra) -> dict:
         p, low, high = np.nan, np.nan, np.nan
     if ratio:
         estimate, low, high = np.exp(estimate), np.exp(low), np.exp(high)
-    return {"estimate": estimate, "se": se, "df": np.nan if df is None else float(df), "ci_low": low,
-            "ci_high": high, "p": p, **extra}
+    return {
+        "estimate": estimate,
+        "se": se,
+        "df": np.nan if df is None else float(df),
+        "ci_low": low,
+        "ci_high": high,
+        "p": p,
+        **extra,
+    }
 
 
 def excluded_row(reason: str, **extra) -> dict:
     """A results row for a model that was not estimated."""
-    return {"estimate": np.nan, "se": np.nan, "df": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan,
-            "converged": False, "status": "excluded", "note": reason, **extra}
+    return {
+        "estimate": np.nan,
+        "se": np.nan,
+        "df": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "p": np.nan,
+        "converged": False,
+        "status": "excluded",
+        "note": reason,
+        **extra,
+    }
 
 
 def favours(estimate, measure: str, better: str) -> str:

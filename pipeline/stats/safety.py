@@ -30,15 +30,19 @@ def coded_groups(groups: pd.DataFrame, spec, *, path="groups") -> pd.Series:
         raise PipelineInputError(path, "needs a 'group' column (coded arms, e.g. A/B)")
     codes = groups[column].astype(str).str.strip()
     if set(codes) & {spec.treated_arm, spec.control_arm}:
-        raise PipelineInputError(path, f"holds the arm labels {spec.treated_arm}/{spec.control_arm}: this is the "
-                                       "unblinded allocation key; the DSMB table takes a coded key (A/B)")
+        raise PipelineInputError(
+            path,
+            f"holds the arm labels {spec.treated_arm}/{spec.control_arm}: this is the "
+            "unblinded allocation key; the DSMB table takes a coded key (A/B)",
+        )
     if codes.nunique() > 2:
         raise PipelineInputError(path, f"more than two groups: {sorted(set(codes))}")
     return pd.Series(codes.to_numpy(), index=groups["participant_id"].astype(str))
 
 
-def safety_table(spec, participants: pd.DataFrame, groups: pd.Series, tables: dict, *,
-                 looks=None) -> tuple[pd.DataFrame, list]:
+def safety_table(
+    spec, participants: pd.DataFrame, groups: pd.Series, tables: dict, *, looks=None
+) -> tuple[pd.DataFrame, list]:
     """AE counts by group in each window of ``spec.dsmb``, at each look (or over everyone).
 
     Parameters
@@ -58,7 +62,9 @@ def safety_table(spec, participants: pd.DataFrame, groups: pd.Series, tables: di
     """
     d = spec.dsmb
     if not d:
-        raise PipelineInputError(spec.source, "the trial spec has no dsmb section (windows, events, follow-up)")
+        raise PipelineInputError(
+            spec.source, "the trial spec has no dsmb section (windows, events, follow-up)"
+        )
     events = tables[d["events"]].assign(participant_id=lambda t: t["participant_id"].astype(str))
     require_columns(events, (d["day_column"],), path=d["events"])
     follow = tables[d["followup"]["file"]]
@@ -66,16 +72,20 @@ def safety_table(spec, participants: pd.DataFrame, groups: pd.Series, tables: di
     follow = follow.assign(participant_id=follow["participant_id"].astype(str)).set_index("participant_id")
     people = participants.assign(participant_id=participants["participant_id"].astype(str))
     if d["order_by"] not in people.columns:
-        raise PipelineInputError("participants.tsv", f"missing column {d['order_by']!r} (trial spec dsmb.order_by)")
+        raise PipelineInputError(
+            "participants.tsv", f"missing column {d['order_by']!r} (trial spec dsmb.order_by)"
+        )
     people = people[people["participant_id"].isin(groups.index)].sort_values(d["order_by"], kind="stable")
     fu = pd.to_numeric(people["participant_id"].map(follow[d["followup"]["column"]]), errors="coerce")
     completed = people[fu.to_numpy() >= d["completed_after_days"]]
     notes = []
     rows = []
-    for look in (looks if looks is not None else [None]):
+    for look in looks if looks is not None else [None]:
         if look is not None and len(completed) < look:
-            notes.append(f"look at {look} patients not reached: {len(completed)} have completed "
-                         f"{d['completed_after_days']:g} days")
+            notes.append(
+                f"look at {look} patients not reached: {len(completed)} have completed "
+                f"{d['completed_after_days']:g} days"
+            )
             continue
         ids = list(completed["participant_id"] if look is None else completed["participant_id"].iloc[:look])
         label = "all patients" if look is None else f"{look} patients"
@@ -92,8 +102,10 @@ def _look_rows(label, ids, groups, events, d) -> list:
     rows = []
     for w in d["windows"]:
         in_window = events[(day >= 0) & (day <= w["days"])]
-        measures = {"patients with >= 1 adverse event": (in_window, True),
-                    "adverse events": (in_window, False)}
+        measures = {
+            "patients with >= 1 adverse event": (in_window, True),
+            "adverse events": (in_window, False),
+        }
         if serious and serious in events.columns:
             sae = in_window[in_window[serious].astype(str).str.lower().isin(("yes", "1", "true"))]
             measures["patients with >= 1 serious adverse event"] = (sae, True)
@@ -102,8 +114,18 @@ def _look_rows(label, ids, groups, events, d) -> list:
                 sub = ev[ev["participant_id"].isin(members)]
                 value = sub["participant_id"].nunique() if per_patient else len(sub)
                 pct = 100.0 * value / len(members) if per_patient and members else np.nan
-                rows.append({"look": label, "patients": len(ids), "window": w["label"], "measure": measure,
-                             "group": name, "n_group": len(members), "value": int(value), "percent": pct})
+                rows.append(
+                    {
+                        "look": label,
+                        "patients": len(ids),
+                        "window": w["label"],
+                        "measure": measure,
+                        "group": name,
+                        "n_group": len(members),
+                        "value": int(value),
+                        "percent": pct,
+                    }
+                )
     return rows
 
 

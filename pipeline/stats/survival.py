@@ -38,10 +38,13 @@ def fit_survival(frame: pd.DataFrame, *, treated, control, adjust=(), models=("c
     """Every time-to-event model of one outcome."""
     arms = {arm: frame[frame["arm"] == arm] for arm in (treated, control)}
     events = {arm: int(sub["event"].sum()) for arm, sub in arms.items()}
-    base = {"n_treated": len(arms[treated]), "n_control": len(arms[control]),
-            "summary_measure": "proportion with the event (crude)",
-            "summary_treated": events[treated] / len(arms[treated]) if len(arms[treated]) else np.nan,
-            "summary_control": events[control] / len(arms[control]) if len(arms[control]) else np.nan}
+    base = {
+        "n_treated": len(arms[treated]),
+        "n_control": len(arms[control]),
+        "summary_measure": "proportion with the event (crude)",
+        "summary_treated": events[treated] / len(arms[treated]) if len(arms[treated]) else np.nan,
+        "summary_control": events[control] / len(arms[control]) if len(arms[control]) else np.nan,
+    }
     rows = []
     for model in models:
         try:
@@ -54,8 +57,9 @@ def fit_survival(frame: pd.DataFrame, *, treated, control, adjust=(), models=("c
             row = excluded_row(f"{model} not estimated: {exc}")
         note = f"events {treated} {events[treated]}, {control} {events[control]}"
         row["note"] = "; ".join(x for x in (row.get("note", ""), note) if x)
-        rows.append({**base, "model": model, "converged": row.get("status", "ok") == "ok", "status": "ok",
-                     **row})
+        rows.append(
+            {**base, "model": model, "converged": row.get("status", "ok") == "ok", "status": "ok", **row}
+        )
     return rows
 
 
@@ -66,9 +70,13 @@ def cox(frame, treated, adjust) -> dict:
     exog = (frame["arm"] == treated).to_numpy(float)[:, None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = PHReg(frame["time"].to_numpy(float), exog, status=frame["event"].to_numpy(int),
-                    strata=_strata(frame, adjust), ties="efron").fit(method="bfgs", maxiter=500, gtol=1e-10,
-                                                                    disp=False)
+        res = PHReg(
+            frame["time"].to_numpy(float),
+            exog,
+            status=frame["event"].to_numpy(int),
+            strata=_strata(frame, adjust),
+            ties="efron",
+        ).fit(method="bfgs", maxiter=500, gtol=1e-10, disp=False)
     beta, se = float(res.params[0]), float(res.bse[0])
     if not np.isfinite(se) or se > 50:
         return excluded_row("Cox model did not converge")
@@ -77,11 +85,23 @@ def cox(frame, treated, adjust) -> dict:
 
 
 def log_rank(frame, treated, adjust) -> dict:
-    stat, p = survdiff(frame["time"].to_numpy(float), frame["event"].to_numpy(int),
-                       (frame["arm"] == treated).to_numpy(int), strata=_strata(frame, adjust))
+    stat, p = survdiff(
+        frame["time"].to_numpy(float),
+        frame["event"].to_numpy(int),
+        (frame["arm"] == treated).to_numpy(int),
+        strata=_strata(frame, adjust),
+    )
     note = f"chi-squared {stat:.4g} (1 df)" + (f"; stratified by {', '.join(adjust)}" if adjust else "")
-    return {"estimate": np.nan, "se": np.nan, "df": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-            "p": float(p), "measure": "log-rank test", "note": note}
+    return {
+        "estimate": np.nan,
+        "se": np.nan,
+        "df": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "p": float(p),
+        "measure": "log-rank test",
+        "note": note,
+    }
 
 
 def kaplan_meier(frame: pd.DataFrame, arms) -> dict:

@@ -31,8 +31,13 @@ MODELS = {
     "count": ("poisson", "negative_binomial"),
     "time_to_event": ("cox", "log_rank"),
 }
-DEFAULT_MODEL = {"continuous": "mmrm", "binary": "risk_difference", "ordinal": "proportional_odds",
-                 "count": "negative_binomial", "time_to_event": "cox"}
+DEFAULT_MODEL = {
+    "continuous": "mmrm",
+    "binary": "risk_difference",
+    "ordinal": "proportional_odds",
+    "count": "negative_binomial",
+    "time_to_event": "cox",
+}
 ROLE_ORDER = ("primary", "secondary", "safety", "exploratory")
 
 
@@ -175,23 +180,39 @@ def trial_spec_from_dict(data, *, source: str = "trial spec") -> TrialSpec:
         problems.append(f"endpoint names repeat: {names}")
     primaries = [e.name for e in endpoints if e.role == "primary"]
     if len(primaries) > 1:
-        problems.append(f"more than one primary endpoint: {primaries} (the confirmatory one is role: primary)")
+        problems.append(
+            f"more than one primary endpoint: {primaries} (the confirmatory one is role: primary)"
+        )
     for e in endpoints:
         problems += _check_endpoint(e, visits, filled["families"])
     if problems:
         raise PipelineInputError(source, "; ".join(problems))
     cont = filled["continuous"]
     return TrialSpec(
-        trial=filled["trial"], title=filled["title"], treated_arm=filled["arms"]["treated"],
-        control_arm=filled["arms"]["control"], visits=visits, baseline_visit=baseline,
-        primary_visit=primary_visit, endpoints=endpoints,
+        trial=filled["trial"],
+        title=filled["title"],
+        treated_arm=filled["arms"]["treated"],
+        control_arm=filled["arms"]["control"],
+        visits=visits,
+        baseline_visit=baseline,
+        primary_visit=primary_visit,
+        endpoints=endpoints,
         visit_labels={v["name"]: v["label"] for v in filled["visits"]},
         visit_days={v["name"]: v["day"] for v in filled["visits"]},
-        covariates=filled["covariates"], strata=filled["strata"], cmh_stratum=filled["cmh_stratum"],
-        analysis_sets=dict(filled["analysis_sets"]), ddf=cont["ddf"], lsmeans_weights=cont["lsmeans_weights"],
-        random_intercept_model=cont["random_intercept_model"], simple_tests=cont["simple_tests"],
-        min_subjects_per_arm=filled["min_subjects_per_arm"], small_arm_warning=filled["small_arm_warning"],
-        families=filled["families"], dsmb=filled["dsmb"], source=source)
+        covariates=filled["covariates"],
+        strata=filled["strata"],
+        cmh_stratum=filled["cmh_stratum"],
+        analysis_sets=dict(filled["analysis_sets"]),
+        ddf=cont["ddf"],
+        lsmeans_weights=cont["lsmeans_weights"],
+        random_intercept_model=cont["random_intercept_model"],
+        simple_tests=cont["simple_tests"],
+        min_subjects_per_arm=filled["min_subjects_per_arm"],
+        small_arm_warning=filled["small_arm_warning"],
+        families=filled["families"],
+        dsmb=filled["dsmb"],
+        source=source,
+    )
 
 
 def _check_endpoint(e: Endpoint, visits, families) -> list:
@@ -216,8 +237,9 @@ def _check_endpoint(e: Endpoint, visits, families) -> list:
     if e.type == "binary" and not (("file" in s and "column" in s) or "events" in s):
         out.append(f"{where}: binary needs source file + column (0/1 or a responder rule) or events")
     if e.type == "count" and not ("events" in s or ("file" in s and "column" in s and "time" in s)):
-        out.append(f"{where}: count needs source events (+ followup) or file + column (count) + time "
-                   "(exposure)")
+        out.append(
+            f"{where}: count needs source events (+ followup) or file + column (count) + time (exposure)"
+        )
     if e.type == "time_to_event" and not ("events" in s or ("file" in s and "time" in s and "event" in s)):
         out.append(f"{where}: time_to_event needs source file + time + event, or events (+ followup)")
     if "events" in s and "followup" not in s:
@@ -241,24 +263,48 @@ def trial_spec_from_config(stats: dict, *, sessions, baseline_session, primary_f
     if old.biomarkers is not None:
         source["include"] = list(old.biomarkers)
     endpoints = [
-        {"name": old.primary_outcome_column, "label": f"{old.primary_outcome_column} "
-         f"({old.primary_outcome_file})", "role": "primary", "type": "continuous", "units": "points",
-         "better": "lower", "source": {"file": primary_file or old.primary_outcome_file,
-                                       "column": old.primary_outcome_column}},
-        {"name": "imaging", "label": "imaging biomarkers (features.tsv)", "role": "exploratory",
-         "type": "continuous", "source": source, "family": "biomarkers"}]
+        {
+            "name": old.primary_outcome_column,
+            "label": f"{old.primary_outcome_column} ({old.primary_outcome_file})",
+            "role": "primary",
+            "type": "continuous",
+            "units": "points",
+            "better": "lower",
+            "source": {
+                "file": primary_file or old.primary_outcome_file,
+                "column": old.primary_outcome_column,
+            },
+        },
+        {
+            "name": "imaging",
+            "label": "imaging biomarkers (features.tsv)",
+            "role": "exploratory",
+            "type": "continuous",
+            "source": source,
+            "family": "biomarkers",
+        },
+    ]
     cont = {"random_intercept_model": old.random_intercept_model}
     for key in ("ddf", "lsmeans_weights"):
         if str(stats.get(key, "")).strip() not in ("", "null", "None"):
             cont[key] = str(stats[key])
-    return trial_spec_from_dict({
-        "trial": "RESSTORE", "title": "RESSTORE (config stats section)",
-        "arms": {"treated": old.treated_arm, "control": old.control_arm},
-        "visits": [{"name": v} for v in old.visits], "baseline_visit": old.baseline_visit,
-        "primary_visit": old.primary_visit, "covariates": old.covariates,
-        "strata": [c for c in ("center",) if c in old.covariates],
-        "analysis_sets": old.analysis_sets, "continuous": cont,
-        "families": {"biomarkers": "imaging biomarkers"}, "endpoints": endpoints}, source="config stats")
+    return trial_spec_from_dict(
+        {
+            "trial": "RESSTORE",
+            "title": "RESSTORE (config stats section)",
+            "arms": {"treated": old.treated_arm, "control": old.control_arm},
+            "visits": [{"name": v} for v in old.visits],
+            "baseline_visit": old.baseline_visit,
+            "primary_visit": old.primary_visit,
+            "covariates": old.covariates,
+            "strata": [c for c in ("center",) if c in old.covariates],
+            "analysis_sets": old.analysis_sets,
+            "continuous": cont,
+            "families": {"biomarkers": "imaging biomarkers"},
+            "endpoints": endpoints,
+        },
+        source="config stats",
+    )
 
 
 def workflow_inputs(spec_path, bids_dir) -> dict:

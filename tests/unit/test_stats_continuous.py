@@ -15,15 +15,25 @@ from pipeline.stats.synthetic import ar1_covariance
 
 def _one_visit(seed=1, n=90):
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "participant_id": [f"s{i}" for i in range(n)], "visit": "m06",
-        "arm": np.where(rng.permutation(n) % 2 == 0, "ADSC", "placebo"),
-        "sex": rng.choice(["F", "M"], n, p=[0.25, 0.75]),
-        "center": rng.choice(["C1", "C2", "C3"], n, p=[0.6, 0.3, 0.1]), "age": rng.normal(60, 10, n),
-        "baseline": rng.normal(6, 2, n)})
-    frame["change"] = (-1.0 * (frame["arm"] == "ADSC") + 0.8 * (frame["sex"] == "M")
-                       + frame["center"].map({"C1": 0.0, "C2": 1.5, "C3": -2.0}) - 0.3 * frame["baseline"]
-                       + 0.02 * frame["age"] + rng.normal(0, 1, n))
+    frame = pd.DataFrame(
+        {
+            "participant_id": [f"s{i}" for i in range(n)],
+            "visit": "m06",
+            "arm": np.where(rng.permutation(n) % 2 == 0, "ADSC", "placebo"),
+            "sex": rng.choice(["F", "M"], n, p=[0.25, 0.75]),
+            "center": rng.choice(["C1", "C2", "C3"], n, p=[0.6, 0.3, 0.1]),
+            "age": rng.normal(60, 10, n),
+            "baseline": rng.normal(6, 2, n),
+        }
+    )
+    frame["change"] = (
+        -1.0 * (frame["arm"] == "ADSC")
+        + 0.8 * (frame["sex"] == "M")
+        + frame["center"].map({"C1": 0.0, "C2": 1.5, "C3": -2.0})
+        - 0.3 * frame["baseline"]
+        + 0.02 * frame["age"]
+        + rng.normal(0, 1, n)
+    )
     return frame
 
 
@@ -33,19 +43,36 @@ def test_lsmeans_match_an_ols_reference_grid(weights):
     LSMEANS) or over the rows (observed margins), at the mean baseline and age; SE from the same
     contrast of an independent statsmodels OLS fit."""
     frame = _one_visit()
-    rows, _ = fit_continuous(frame, visits=["m06"], covariates=["sex", "center", "age"], treated="ADSC",
-                             control="placebo", lsmeans_weights=weights)
+    rows, _ = fit_continuous(
+        frame,
+        visits=["m06"],
+        covariates=["sex", "center", "age"],
+        treated="ADSC",
+        control="placebo",
+        lsmeans_weights=weights,
+    )
     row = next(r for r in rows if r["model"] == "ancova")
     import statsmodels.api as sm
 
     def exog(d):
-        return np.column_stack([np.ones(len(d)), d["baseline"], d["arm"] == "ADSC", d["sex"] == "M",
-                                d["center"] == "C2", d["center"] == "C3", d["age"]]).astype(float)
+        return np.column_stack(
+            [
+                np.ones(len(d)),
+                d["baseline"],
+                d["arm"] == "ADSC",
+                d["sex"] == "M",
+                d["center"] == "C2",
+                d["center"] == "C3",
+                d["age"],
+            ]
+        ).astype(float)
 
     ols = sm.OLS(frame["change"].to_numpy(), exog(frame)).fit()
     for arm in ("ADSC", "placebo"):
         if weights == "equal":
-            grid = pd.DataFrame([(s, c) for s in ("F", "M") for c in ("C1", "C2", "C3")], columns=["sex", "center"])
+            grid = pd.DataFrame(
+                [(s, c) for s in ("F", "M") for c in ("C1", "C2", "C3")], columns=["sex", "center"]
+            )
         else:
             grid = frame[["sex", "center"]]
         grid = grid.assign(arm=arm, baseline=frame["baseline"].mean(), age=frame["age"].mean())
@@ -61,8 +88,14 @@ def test_equal_and_observed_weights_differ_for_unbalanced_factors():
     frame = _one_visit()
     out = {}
     for weights in ("equal", "observed"):
-        rows, _ = fit_continuous(frame, visits=["m06"], covariates=["sex", "center"], treated="ADSC",
-                                 control="placebo", lsmeans_weights=weights)
+        rows, _ = fit_continuous(
+            frame,
+            visits=["m06"],
+            covariates=["sex", "center"],
+            treated="ADSC",
+            control="placebo",
+            lsmeans_weights=weights,
+        )
         out[weights] = next(r for r in rows if r["model"] == "ancova")
     assert abs(out["equal"]["lsmean_treated"] - out["observed"]["lsmean_treated"]) > 0.1
     assert out["equal"]["estimate"] == pytest.approx(out["observed"]["estimate"], rel=1e-12)
@@ -78,8 +111,9 @@ def test_kenward_roger_is_exact_for_a_complete_multivariate_regression():
     noise = rng.multivariate_normal(np.zeros(k), ar1_covariance(k, sd=[1, 2, 3], rho=0.5), n)
     subj, visit = np.repeat(np.arange(n), k), np.tile(np.arange(k), n)
     y = (0.5 * base[:, None] + 0.8 * arm[:, None] + noise).ravel()
-    X = np.column_stack([np.kron(np.eye(k)[v], [1, base[s], arm[s]]) for s, v in zip(subj, visit,
-                                                                                    strict=True)]).T
+    X = np.column_stack(
+        [np.kron(np.eye(k)[v], [1, base[s], arm[s]]) for s, v in zip(subj, visit, strict=True)]
+    ).T
     fit = fit_mmrm(y, X, subj, visit, n_visits=k, covariance="unstructured")
     for v in range(k):
         c = np.zeros(3 * k)
@@ -111,19 +145,42 @@ def test_mcid_responder_row_counts_changes_beyond_the_mcid_in_the_better_directi
     from pipeline.stats.trialspec import trial_spec_from_dict
 
     frame = _one_visit(n=60)
-    table = pd.concat([frame.assign(session="baseline", score=frame["baseline"]),
-                       frame.assign(session="m06", score=frame["baseline"] + frame["change"])])
-    spec = trial_spec_from_dict({
-        "trial": "T", "arms": {"treated": "ADSC", "control": "placebo"},
-        "visits": [{"name": "baseline"}, {"name": "m06"}], "analysis_sets": {"ITT": None},
-        "endpoints": [{"name": "score", "type": "continuous", "role": "primary", "better": "lower",
-                       "units": "points", "source": {"file": "s.tsv", "column": "score"},
-                       "mcid": {"value": 1.0, "reference": "test"}}]})
-    data = assemble(spec=spec, participants=frame[["participant_id", "sex", "center", "age"]],
-                    allocation=frame[["participant_id", "arm"]], tables={"s.tsv": table})
+    table = pd.concat(
+        [
+            frame.assign(session="baseline", score=frame["baseline"]),
+            frame.assign(session="m06", score=frame["baseline"] + frame["change"]),
+        ]
+    )
+    spec = trial_spec_from_dict(
+        {
+            "trial": "T",
+            "arms": {"treated": "ADSC", "control": "placebo"},
+            "visits": [{"name": "baseline"}, {"name": "m06"}],
+            "analysis_sets": {"ITT": None},
+            "endpoints": [
+                {
+                    "name": "score",
+                    "type": "continuous",
+                    "role": "primary",
+                    "better": "lower",
+                    "units": "points",
+                    "source": {"file": "s.tsv", "column": "score"},
+                    "mcid": {"value": 1.0, "reference": "test"},
+                }
+            ],
+        }
+    )
+    data = assemble(
+        spec=spec,
+        participants=frame[["participant_id", "sex", "center", "age"]],
+        allocation=frame[["participant_id", "arm"]],
+        tables={"s.tsv": table},
+    )
     results, _, details = analyse(data, spec)
     row = results[results["model"] == "mcid_responders"].iloc[0]
-    expected = {arm: float(np.mean(frame.loc[frame["arm"] == arm, "change"] <= -1.0)) for arm in ("ADSC", "placebo")}
+    expected = {
+        arm: float(np.mean(frame.loc[frame["arm"] == arm, "change"] <= -1.0)) for arm in ("ADSC", "placebo")
+    }
     assert row["summary_treated"] == pytest.approx(expected["ADSC"])
     assert row["summary_control"] == pytest.approx(expected["placebo"])
     assert row["estimate"] == pytest.approx(expected["ADSC"] - expected["placebo"])

@@ -98,7 +98,8 @@ def test_subjects_only_in_the_data_or_only_in_the_key_are_listed():
     assert "not in the allocation key" in reasons["sub-001"]
     assert "in the allocation key but not in participants.tsv" in reasons["sub-900"]
     assert "sub-001" not in set(data.subjects["participant_id"])
-    inputs["allocation"] = pd.DataFrame({"participant_id": ["sub-800", "sub-801"], "arm": ["ADSC", "placebo"]})
+    inputs["allocation"] = pd.DataFrame({"participant_id": ["sub-800", "sub-801"],
+                                         "arm": ["ADSC", "placebo"]})
     with pytest.raises(PipelineInputError, match="key.tsv: no subject of the data is in the allocation key"):
         assemble(**inputs, spec=_spec(), paths={"allocation": "key.tsv"})
 
@@ -247,7 +248,8 @@ def test_cli_writes_results_report_and_named_error(tmp_path):
     assert set(results["analysis_set"]) == {"ITT", "mITT", "PP"}
     mmrm = results[(results["model"] == "mmrm")]
     assert (mmrm["ci_low"] < mmrm["estimate"]).all() and (mmrm["estimate"] < mmrm["ci_high"]).all()
-    assert results.loc[(results["endpoint"] == "imaging") & (results["main_model"] == "yes"), "q"].notna().all()
+    imaging = (results["endpoint"] == "imaging") & (results["main_model"] == "yes")
+    assert results.loc[imaging, "q"].notna().all()
     assert results.loc[results["role"] == "primary", "q"].isna().all()
     assert results.iloc[0]["confirmatory"] == "yes" and results.iloc[0]["outcome"] == "nihss_motor"
     html = (out / "report.html").read_text()

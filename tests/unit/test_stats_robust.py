@@ -20,20 +20,41 @@ SCORE = dict(baseline_mean=10.0, baseline_sd=2.0, sd=1.5, effect=-1.0, rho=0.5)
 
 
 def _spec(sessions=SESSIONS, extra=()):
-    endpoints = [{"name": n, "type": "continuous", "source": {"file": "scores.tsv", "column": n},
-                  "units": "points", "better": "lower", "role": "primary" if n == "score" else "secondary"}
-                 for n in ("score", "zero_at_baseline", "constant", "all_na")]
-    return trial_spec_from_dict({
-        "trial": "T", "arms": {"treated": "ADSC", "control": "placebo"}, "visits": [{"name": v} for v in sessions],
-        "covariates": ["age", "sex"], "strata": ["center"], "cmh_stratum": "center",
-        "analysis_sets": {"ITT": None}, "endpoints": endpoints + list(extra)})
+    endpoints = [
+        {
+            "name": n,
+            "type": "continuous",
+            "source": {"file": "scores.tsv", "column": n},
+            "units": "points",
+            "better": "lower",
+            "role": "primary" if n == "score" else "secondary",
+        }
+        for n in ("score", "zero_at_baseline", "constant", "all_na")
+    ]
+    return trial_spec_from_dict(
+        {
+            "trial": "T",
+            "arms": {"treated": "ADSC", "control": "placebo"},
+            "visits": [{"name": v} for v in sessions],
+            "covariates": ["age", "sex"],
+            "strata": ["center"],
+            "cmh_stratum": "center",
+            "analysis_sets": {"ITT": None},
+            "endpoints": endpoints + list(extra),
+        }
+    )
 
 
 def _trial(n, seed=0, sessions=SESSIONS):
     rng = np.random.default_rng(seed)
-    table, participants, allocation, _ = synthetic_trial(rng, n_subjects=n, sessions=sessions,
-                                                         outcomes={"score": SCORE}, missing_fraction=0.05,
-                                                         dropout_fraction=0.0)
+    table, participants, allocation, _ = synthetic_trial(
+        rng,
+        n_subjects=n,
+        sessions=sessions,
+        outcomes={"score": SCORE},
+        missing_fraction=0.05,
+        dropout_fraction=0.0,
+    )
     base = table["session"] == "baseline"
     table["zero_at_baseline"] = np.where(base, 0.0, rng.poisson(2.0, len(table)))  # a count, 0 at baseline
     table["constant"] = 3.0
@@ -64,7 +85,9 @@ def test_seven_visits_ten_subjects_and_constant_outcomes_do_not_sink_the_run():
     assert (zero["status"] == "ok").all() and len(zero) == 6
     assert excl["reason"].str.contains("baseline value dropped").any()
     constant = results[results["outcome"] == "constant"]
-    assert (constant["status"] == "excluded").all() and constant["note"].str.contains("outcome constant").all()
+    assert (constant["status"] == "excluded").all() and constant["note"].str.contains(
+        "outcome constant"
+    ).all()
     assert ((excl["outcome"] == "constant") & excl["reason"].str.contains("outcome constant")).any()
     assert ((excl["outcome"] == "all_na") & excl["reason"].str.contains("all values are NA")).any()
 
@@ -78,9 +101,14 @@ def test_random_intercept_at_the_boundary_is_least_squares_with_a_note(seed):
     rng = np.random.default_rng(seed)
     n, k = 10, 6
     visits = [f"v{j}" for j in range(2, 2 + k)]
-    frame = pd.DataFrame({"participant_id": np.repeat([f"s{i}" for i in range(n)], k),
-                          "visit": np.tile(visits, n), "baseline": np.repeat(rng.normal(0, 1, n), k),
-                          "arm": np.repeat(np.where(np.arange(n) < n // 2, "ADSC", "placebo"), k)})
+    frame = pd.DataFrame(
+        {
+            "participant_id": np.repeat([f"s{i}" for i in range(n)], k),
+            "visit": np.tile(visits, n),
+            "baseline": np.repeat(rng.normal(0, 1, n), k),
+            "arm": np.repeat(np.where(np.arange(n) < n // 2, "ADSC", "placebo"), k),
+        }
+    )
     frame["change"] = 0.3 * frame["baseline"] + rng.normal(0, 1, len(frame))
     rows, _ = fit_continuous(frame, visits=visits, covariates=[], treated="ADSC", control="placebo")
     ri = [r for r in rows if r["model"] == "random_intercept"]
@@ -101,8 +129,12 @@ def test_baseline_only_subject_small_arm_and_key_mismatches_are_listed_in_the_re
     table, participants, allocation = _trial(12, seed=2, sessions=("baseline", "v2", "v3"))
     table = table[~((table["participant_id"] == "sub-003") & (table["session"] != "baseline"))]
     allocation = allocation.assign(arm=["ADSC" if i < 2 else "placebo" for i in range(len(allocation))])
-    allocation = pd.concat([allocation[allocation["participant_id"] != "sub-012"],
-                            pd.DataFrame({"participant_id": ["sub-099"], "arm": ["placebo"]})])
+    allocation = pd.concat(
+        [
+            allocation[allocation["participant_id"] != "sub-012"],
+            pd.DataFrame({"participant_id": ["sub-099"], "arm": ["placebo"]}),
+        ]
+    )
     spec = _spec(sessions=("baseline", "v2", "v3"))
     data, results, excl, details = _run(table, participants, allocation, spec)
     reasons = dict(zip(excl["participant_id"] + "|" + excl["outcome"], excl["reason"], strict=True))
@@ -123,8 +155,13 @@ def test_logistic_separation_is_an_excluded_row_and_the_other_binary_models_run(
     table, participants, allocation = _trial(40, seed=4, sessions=("baseline", "v2"))
     arm = table["participant_id"].map(allocation.set_index("participant_id")["arm"])
     table["healed"] = np.where(arm == "ADSC", 1.0, (rng.random(len(table)) < 0.3).astype(float))
-    healed = {"name": "healed", "type": "binary", "source": {"file": "scores.tsv", "column": "healed"},
-              "better": "higher", "visits": ["v2"]}
+    healed = {
+        "name": "healed",
+        "type": "binary",
+        "source": {"file": "scores.tsv", "column": "healed"},
+        "better": "higher",
+        "visits": ["v2"],
+    }
     spec = _spec(sessions=("baseline", "v2"), extra=[healed])
     _, results, excl, _ = _run(table, participants, allocation, spec)
     rows = results[results["outcome"] == "healed"].set_index("model")
@@ -132,4 +169,6 @@ def test_logistic_separation_is_an_excluded_row_and_the_other_binary_models_run(
     assert rows.loc["fisher_exact", "status"] == "ok" and rows.loc["fisher_exact", "p"] < 0.05
     assert rows.loc["risk_difference", "status"] == "ok" and rows.loc["risk_difference", "estimate"] > 0.5
     assert ((excl["outcome"] == "healed") & excl["reason"].str.contains("separation")).any()
-    assert (results.loc[(results["outcome"] == "score") & (results["model"] == "ancova"), "status"] == "ok").all()
+    assert (
+        results.loc[(results["outcome"] == "score") & (results["model"] == "ancova"), "status"] == "ok"
+    ).all()

@@ -110,8 +110,8 @@ def test_stats_rule_takes_a_trial_spec_aduse_from_clinical_tables_alone(tmp_path
               "stats": {"spec": str(REPO / "configs" / "trials" / "aduse.yaml")}}
     targets = [str(out / "stats" / "results.tsv"), str(out / "stats" / "report.html")]
     given = f"stats={{allocation: {phantom / 'allocation.tsv'}}}"
-    dry = snakemake(tmp_path / "dry", config, "-n", "-p", "--cores", "1", "--allowed-rules", "stats", "--config",
-                    given, "--", *targets)
+    dry = snakemake(tmp_path / "dry", config, "-n", "-p", "--cores", "1", "--allowed-rules", "stats",
+                    "--config", given, "--", *targets)
     assert "--spec" in dry.stdout and "features.tsv" not in dry.stdout
     snakemake(tmp_path / "work", config, "--cores", "1", "--allowed-rules", "stats", "--config", given, "--",
               *targets)
