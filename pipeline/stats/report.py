@@ -108,6 +108,40 @@ def forest(row, ratio, better) -> str:
     return figs.forest_svg(row["estimate"], row["ci_low"], row["ci_high"], ratio=ratio, better=better)
 
 
+# notes worth reading beside an estimate (the methods themselves are in each section's text)
+WARNINGS = ("left out", "prefer", "overdispersed", "boundary", "alpha ~ 0", "Fisher exact (an expected")
+
+
+def wide_rows(views, data, spec) -> dict:
+    """One table row per outcome x visit, one cell per model (estimate (95% CI), p), for a type section."""
+    order = {o.name: i for i, o in enumerate(data.outcomes)}
+    visits = {v: i for i, v in enumerate(spec.visits)}
+    models = list(dict.fromkeys(v["model"] for v in views))
+    groups = {}
+    for v in views:
+        groups.setdefault((v["outcome"], v["visit"]), []).append(v)
+    rows, notes = [], []
+    for (outcome, visit), members in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 0),
+                                                                            visits.get(kv[0][1], len(visits)),
+                                                                            kv[0][1])):
+        by_model = {m["model"]: m for m in members}
+        main = next((m for m in members if m["main_model"] == "yes"), members[0])
+        cells = []
+        for model in models:
+            m = by_model.get(model)
+            if m is None:
+                cells.append({"text": "", "p": "", "status": "ok"})
+                continue
+            text = m["estimate_ci"] + (" pp" if m["units_shown"] == "percentage points" else "")
+            cells.append({"text": text if m["status"] == "ok" else "not estimated", "p": m["p_shown"],
+                          "status": m["status"]})
+            for part in str(m["note"]).split("; "):
+                if m["status"] != "ok" or any(w in part for w in WARNINGS):
+                    notes.append(f"{m['label']}, {visit}, {model}: {part}")
+        rows.append({**main, "cells": cells, "first": not rows or rows[-1]["outcome"] != outcome})
+    return {"models": models, "rows": rows, "notes": list(dict.fromkeys(notes))}
+
+
 def change_summary(data, spec) -> pd.DataFrame:
     """Mean, SD and n of the observed change by outcome x visit x arm, first analysis set."""
     first = f"set_{next(iter(spec.analysis_sets))}"
@@ -215,10 +249,10 @@ def render(
         sets_table=sets_table,
         continuous=continuous,
         mcid=mcid,
-        binary=by_type["binary"],
-        ordinal=by_type["ordinal"],
-        counts=by_type["count"],
-        tte=by_type["time_to_event"],
+        binary=wide_rows(by_type["binary"], data, spec),
+        ordinal=wide_rows(by_type["ordinal"], data, spec),
+        counts=wide_rows(by_type["count"], data, spec),
+        tte=wide_rows(by_type["time_to_event"], data, spec),
         biomarkers=biomarkers,
         figures=figures,
         diagnostics=diagnostics,

@@ -119,20 +119,23 @@ post-baseline visit. {{ ddf_text }} {{ weights_text }}</p>
 </table>
 {% endif %}
 
-{% macro generic(rows, title, anchor, text) %}
-{% if rows %}
+{% macro generic(section, title, anchor, text) %}
+{% if section.rows %}
 <h2 id="{{ anchor }}">{{ title }} ({{ first }})</h2>
-<p class="small">{{ text }}</p>
-<table><tr><th>endpoint</th><th>visit</th><th>model</th><th>n {{ spec.treated_arm }} / {{ spec.control_arm }}</th>
-<th>{{ spec.treated_arm }}</th><th>{{ spec.control_arm }}</th><th>measure</th><th>effect (95% CI)</th><th>p</th>
-<th class="axis">&larr; control | treatment &rarr;</th><th>favours</th><th>note</th></tr>
-{% for r in rows %}<tr{% if r.confirmatory == "yes" %} class="confirmatory"{% endif %}><td>{% if loop.first or rows[loop.index0 - 1].outcome != r.outcome %}{{ r.label }}{% endif %}</td><td>{{ r.visit }}</td><td>{{ r.model }}</td>
+<p class="small">{{ text }} Each cell: estimate (95% CI) and p; the mark and "favours" are the endpoint's main model
+(risk differences in percentage points, pp).</p>
+<table><tr><th>endpoint</th><th>visit</th><th>n {{ spec.treated_arm }} / {{ spec.control_arm }}</th>
+<th>{{ spec.treated_arm }}</th><th>{{ spec.control_arm }}</th>
+{% for m in section.models %}<th>{{ m }}</th>{% endfor %}
+<th class="axis">&larr; control | treatment &rarr;</th><th>favours</th></tr>
+{% for r in section.rows %}<tr{% if r.confirmatory == "yes" %} class="confirmatory"{% endif %}>
+<td>{% if r.first %}{{ r.label }}{% endif %}</td><td>{{ r.visit }}</td>
 <td class="num">{{ r.n_treated }} / {{ r.n_control }}</td>
-{% if r.status == "ok" %}<td class="num">{{ r.treated_shown }}</td><td class="num">{{ r.control_shown }}</td><td>{{ r.measure }}</td>
-<td class="num">{{ r.estimate_ci }} {{ r.units_shown if r.units_shown == "percentage points" else "" }}</td><td class="num">{{ r.p_shown }}</td><td>{{ r.forest | safe }}</td>
-<td class="fav-{{ r.favours }}">{{ r.favours }}</td><td class="small">{{ r.note }}</td>
-{% else %}<td colspan="8" class="excluded">not estimated: {{ r.note }}</td>{% endif %}</tr>{% endfor %}
+<td class="num">{{ r.treated_shown }}</td><td class="num">{{ r.control_shown }}</td>
+{% for c in r.cells %}<td class="num{% if c.status != 'ok' %} excluded{% endif %}">{{ c.text }}{% if c.p %}<br><span class="small">p = {{ c.p }}</span>{% endif %}</td>{% endfor %}
+<td>{{ r.forest | safe }}</td><td class="fav-{{ r.favours }}">{{ r.favours }}</td></tr>{% endfor %}
 </table>
+{% if section.notes %}<ul class="small">{% for n in section.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 {% endif %}
 {% endmacro %}
 {{ generic(binary, "Binary endpoints", "binary", "Risk difference (Newcombe CI; p chi-squared, or Fisher when an expected count is below 5), Fisher exact (conditional MLE odds ratio), Pearson chi-squared, logistic regression adjusted for " ~ (spec.strata | join(", ")) ~ ", Cochran-Mantel-Haenszel stratified by " ~ (spec.cmh_stratum or "nothing") ~ ".") }}
