@@ -133,13 +133,23 @@ def wide_rows(views, data, spec) -> dict:
                 cells.append({"text": "", "p": "", "status": "ok"})
                 continue
             text = m["estimate_ci"] + (" pp" if m["units_shown"] == "percentage points" else "")
+            if model == "chi_squared":  # its risk difference is the first column's; the test is what it adds
+                text = "" if m["status"] == "ok" else text
             cells.append({"text": text if m["status"] == "ok" else "not estimated", "p": m["p_shown"],
                           "status": m["status"]})
             for part in str(m["note"]).split("; "):
                 if m["status"] != "ok" or any(w in part for w in WARNINGS):
                     notes.append(f"{m['label']}, {visit}, {model}: {part}")
         rows.append({**main, "cells": cells, "first": not rows or rows[-1]["outcome"] != outcome})
-    return {"models": models, "rows": rows, "notes": list(dict.fromkeys(notes))}
+    headers = [MODEL_HEADERS.get(m, m) for m in models]
+    return {"models": headers, "rows": rows, "notes": list(dict.fromkeys(notes))}
+
+
+MODEL_HEADERS = {
+    "risk_difference": "risk difference", "fisher_exact": "Fisher exact: OR", "chi_squared": "chi-squared",
+    "logistic": "logistic: adjusted OR", "cmh": "CMH: OR", "proportional_odds": "proportional odds: OR",
+    "cmh_mean_score": "CMH mean score: difference", "negative_binomial": "negative binomial: RR",
+    "poisson": "Poisson: RR", "cox": "Cox: HR", "log_rank": "log-rank"}
 
 
 def change_summary(data, spec) -> pd.DataFrame:

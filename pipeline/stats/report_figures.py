@@ -62,7 +62,8 @@ def forest_svg(estimate, low, high, *, ratio: bool, better: str, width: int = 19
     )
     mid = height / 2
     return (
-        f'<svg width="{width}" height="{height}" role="img" aria-label="95% CI">'
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="95% CI">'
         f'<line x1="{width / 2}" y1="1" x2="{width / 2}" y2="{height - 1}" stroke="#999" stroke-width="1"/>'
         f'<line x1="{lo:.1f}" y1="{mid}" x2="{hi:.1f}" y2="{mid}" stroke="{colour}" stroke-width="2"/>'
         f'<rect x="{est - 4:.1f}" y="{mid - 4}" width="8" height="8" fill="{colour}"/></svg>'

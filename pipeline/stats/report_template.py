@@ -7,7 +7,7 @@ TEMPLATE = r"""<!DOCTYPE html>
 <meta charset="utf-8">
 <title>{{ spec.trial }} trial statistics</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1250px; color: #222; line-height: 1.35; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1340px; color: #222; line-height: 1.35; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; margin-top: 1.8em; }
 h3 { font-size: 1.02em; margin-bottom: 0.3em; }
 table { border-collapse: collapse; font-size: 0.84em; margin: 0.5em 0; }
@@ -22,6 +22,7 @@ tr.confirmatory td { background: #fff8dc; font-weight: 600; }
 .axis { font-size: 0.75em; color: #555; white-space: nowrap; }
 .small { font-size: 0.85em; color: #444; }
 img { max-width: 100%; }
+table.wide { font-size: 0.78em; } table.wide svg { width: 140px; height: 16px; }
 code { background: #f6f6f6; padding: 1px 4px; }
 </style>
 </head>
@@ -124,7 +125,7 @@ post-baseline visit. {{ ddf_text }} {{ weights_text }}</p>
 <h2 id="{{ anchor }}">{{ title }} ({{ first }})</h2>
 <p class="small">{{ text }} Each cell: estimate (95% CI) and p; the mark and "favours" are the endpoint's main model
 (risk differences in percentage points, pp).</p>
-<table><tr><th>endpoint</th><th>visit</th><th>n {{ spec.treated_arm }} / {{ spec.control_arm }}</th>
+<table class="wide"><tr><th>endpoint</th><th>visit</th><th>n {{ spec.treated_arm }} / {{ spec.control_arm }}</th>
 <th>{{ spec.treated_arm }}</th><th>{{ spec.control_arm }}</th>
 {% for m in section.models %}<th>{{ m }}</th>{% endfor %}
 <th class="axis">&larr; control | treatment &rarr;</th><th>favours</th></tr>

@@ -31,6 +31,7 @@ from pipeline.stats.data import (
     failed_ratings,
     require_columns,
 )
+from pipeline.stats.spec import DEFAULT_NOT_BIOMARKERS
 
 log = logging.getLogger(__name__)
 TRUE_EVENT = ("1", "1.0", "yes", "true", "y")
@@ -236,7 +237,7 @@ def _outcomes_of(endpoint, spec, tables, features, dictionary, excl) -> list:
 def select_biomarkers(features: pd.DataFrame, dictionary: dict, source: dict) -> list:
     """Imaging outcomes: ``include`` patterns, or every numeric feature whose Better is higher/lower,
     minus the ``exclude`` patterns (image-quality metrics)."""
-    exclude = source.get("exclude", [])
+    exclude = source.get("exclude", DEFAULT_NOT_BIOMARKERS)
     if source.get("include"):
         chosen = [c for c in features.columns if any(fnmatch.fnmatch(c, p) for p in source["include"])]
         missing = [p for p in source["include"] if not any(fnmatch.fnmatch(c, p) for c in features.columns)]

@@ -186,3 +186,22 @@ def test_mcid_responder_row_counts_changes_beyond_the_mcid_in_the_better_directi
     assert row["estimate"] == pytest.approx(expected["ADSC"] - expected["placebo"])
     assert row["favours"] == ("treatment" if row["estimate"] > 0 else "control")
     assert details[("score", "ITT")]["mcid"]["visit"] == "m06"
+
+
+def test_satterthwaite_rows_carry_kenward_roger_df_beside_them():
+    from tests.unit.test_stats_mmrm import _trial
+
+    y, X, subj, visit = _trial(6, n=50, k=3, missing=0.15)
+    frame = pd.DataFrame({"participant_id": subj, "visit": [f"v{v}" for v in visit], "baseline": X[:, 1],
+                          "arm": np.where(X[:, 4] == 1, "ADSC", "placebo"), "change": y})
+    rows = {}
+    for ddf in ("kenward-roger", "satterthwaite"):
+        out, _ = fit_continuous(frame, visits=["v0", "v1", "v2"], covariates=[], treated="ADSC", control="placebo",
+                                ddf=ddf, random_intercept=False, simple_tests=False)
+        rows[ddf] = {r["visit"]: r for r in out}
+    for v in ("v0", "v1", "v2"):
+        kr, sat = rows["kenward-roger"][v], rows["satterthwaite"][v]
+        assert (kr["ddf_method"], sat["ddf_method"]) == ("kenward-roger", "satterthwaite")
+        assert kr["df"] == pytest.approx(sat["df_other"]) and sat["df"] == pytest.approx(kr["df_other"])
+        assert sat["se"] == pytest.approx(kr["se_model"]) and kr["se"] > sat["se"]
+        assert kr["estimate"] == sat["estimate"]
