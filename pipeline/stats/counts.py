@@ -73,6 +73,11 @@ def _design(frame, treated, adjust):
 
 
 def poisson(frame, treated, adjust) -> dict:
+    """Rate ratio (treated / control) of a Poisson GLM, offset log(exposure days), adjusted for strata.
+
+    Returns a results row: estimate and CI on the ratio scale, SE of the log rate ratio, Wald p; the note
+    gives the Pearson dispersion (> 1.5: overdispersed, prefer the negative binomial).
+    """
     y, X, offset = _design(frame, treated, adjust)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -102,6 +107,11 @@ def _profile_alpha(y, X, offset) -> float:
 
 
 def negative_binomial(frame, treated, adjust) -> dict:
+    """Rate ratio (treated / control) of an NB2 regression with offset log(exposure days).
+
+    alpha (variance ``mu + alpha mu^2``) by maximum likelihood (Newton; profile likelihood when Newton
+    fails near alpha = 0), then beta and its SE from the GLM at that alpha (as ``MASS::glm.nb``).
+    """
     y, X, offset = _design(frame, treated, adjust)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

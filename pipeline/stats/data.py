@@ -65,6 +65,7 @@ class AnalysisData:
 
 
 def exclusion(scope, reason, *, participant_id="", session="", outcome="", analysis_set="") -> dict:
+    """One row of exclusions.tsv (scope: subject, features, outcome, model, analysis set)."""
     return {
         "scope": scope,
         "participant_id": participant_id,
@@ -76,6 +77,7 @@ def exclusion(scope, reason, *, participant_id="", session="", outcome="", analy
 
 
 def clean_session(series: pd.Series) -> pd.Series:
+    """Session labels without the BIDS ``ses-`` prefix."""
     return series.astype(str).str.removeprefix("ses-")
 
 
@@ -90,6 +92,7 @@ def check_unique(table: pd.DataFrame, keys, *, path) -> None:
 
 
 def require_columns(table: pd.DataFrame, columns, *, path) -> None:
+    """Raise, naming ``path``, if ``table`` lacks any of ``columns``."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise PipelineInputError(path, f"missing column(s) {missing}; has {list(table.columns)}")

@@ -37,12 +37,14 @@ def num(x, digits: int = 3) -> str:
 
 
 def pval(p) -> str:
+    """A p value for reading: three decimals, or <0.001."""
     if p is None or not np.isfinite(p):
         return ""
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def ci(row) -> str:
+    """'estimate (low to high)' of a results row, rounded for reading."""
     if np.isnan(row["ci_low"]):
         return num(row["estimate"])
     return f"{num(row['estimate'])} ({num(row['ci_low'])} to {num(row['ci_high'])})"
@@ -105,6 +107,7 @@ TEXT_COLUMNS = ("covariance", "note", "family", "units", "measure", "summary_mea
 
 
 def forest(row, ratio, better) -> str:
+    """The row's inline SVG mark (right = favours treatment)."""
     return figs.forest_svg(row["estimate"], row["ci_low"], row["ci_high"], ratio=ratio, better=better)
 
 

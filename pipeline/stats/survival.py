@@ -85,6 +85,7 @@ def cox(frame, treated, adjust) -> dict:
 
 
 def log_rank(frame, treated, adjust) -> dict:
+    """Log-rank test of the arms, stratified by ``adjust`` (a p value; no estimate)."""
     stat, p = survdiff(
         frame["time"].to_numpy(float),
         frame["event"].to_numpy(int),

@@ -133,6 +133,7 @@ class TrialSpec:
 
 
 def schema() -> dict:
+    """The trial spec JSON schema (``pipeline/schemas/trial.schema.yaml``) as a dict."""
     return yaml.safe_load(resources.files("pipeline").joinpath("schemas", SCHEMA_FILE).read_text())
 
 

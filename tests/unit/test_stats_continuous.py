@@ -196,8 +196,8 @@ def test_satterthwaite_rows_carry_kenward_roger_df_beside_them():
                           "arm": np.where(X[:, 4] == 1, "ADSC", "placebo"), "change": y})
     rows = {}
     for ddf in ("kenward-roger", "satterthwaite"):
-        out, _ = fit_continuous(frame, visits=["v0", "v1", "v2"], covariates=[], treated="ADSC", control="placebo",
-                                ddf=ddf, random_intercept=False, simple_tests=False)
+        out, _ = fit_continuous(frame, visits=["v0", "v1", "v2"], covariates=[], treated="ADSC",
+                                control="placebo", ddf=ddf, random_intercept=False, simple_tests=False)
         rows[ddf] = {r["visit"]: r for r in out}
     for v in ("v0", "v1", "v2"):
         kr, sat = rows["kenward-roger"][v], rows["satterthwaite"][v]
