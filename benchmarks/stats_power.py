@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from pipeline.simulate.clinical import simulate_clinical  # noqa: E402
-from pipeline.stats.models import change_from_baseline, fit_outcome  # noqa: E402
+from pipeline.stats.continuous import change_from_baseline, fit_continuous  # noqa: E402
 from pipeline.stats.synthetic import synthetic_trial  # noqa: E402
 
 ARMS = ("ADSC", "placebo")
@@ -51,11 +51,14 @@ def protocol_trial(rng, n_per_arm, effect, *, control_mean=3.5, sd=2.0, baseline
     return values, subjects
 
 
+DDF = {"method": "kenward-roger"}
+
+
 def analyse(values, subjects, visits):
     change = change_from_baseline(values, baseline="baseline", visits=visits)
     frame = change.join(subjects.set_index("participant_id"), on="participant_id")
-    rows, _ = fit_outcome(frame, visits=visits, covariates=COVARIATES, treated=ARMS[0], control=ARMS[1],
-                          random_intercept=False)
+    rows, _ = fit_continuous(frame, visits=visits, covariates=COVARIATES, treated=ARMS[0], control=ARMS[1],
+                             random_intercept=False, ddf=DDF["method"])
     return {r["model"]: r for r in rows if r["visit"] == visits[-1]}
 
 
@@ -132,8 +135,11 @@ def main(argv=None) -> int:
     parser.add_argument("--n-per-arm", type=int, default=39)
     parser.add_argument("--sd", type=float, default=2.0, help="SD of the 6-month score (points)")
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--ddf", choices=("kenward-roger", "satterthwaite"), default="kenward-roger",
+                        help="df (and SE) of the MMRM/ANCOVA rows")
     parser.add_argument("--out", help="write the results as JSON")
     args = parser.parse_args(argv)
+    DDF["method"] = args.ddf
     out = run(args)
     print(f"n = {out['n_per_arm']} per arm, SD {out['sd']}: effect for 90% power "
           f"{out['effect_for_90pct_power']:.3f} points "

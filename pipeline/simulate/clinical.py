@@ -105,3 +105,34 @@ def simulate_clinical(rng: np.random.Generator, n_subjects: int, *, effect_nihss
                          "nihss_motor_hand": hand, "nihss_motor": total})
     allocation = pd.DataFrame({"participant_id": ids, "arm": arms})
     return participants, allocation, pd.DataFrame(rows), dropped
+
+
+def simulate_clinical_trial(trial: str, rng: np.random.Generator, n_subjects: int, *, with_features=True,
+                            with_truth=True, **kwargs) -> dict:
+    """Clinical phantom of a whole trial spec: ``"resstore"`` or ``"aduse"`` (tables only).
+
+    Every endpoint type of ``configs/trials/<trial>.yaml`` with planted effects,
+    centres, drop-outs and deaths (:mod:`pipeline.stats.phantom_resstore`,
+    :mod:`pipeline.stats.phantom_aduse`). ``kwargs`` go to the simulator
+    (``effects``, ``dropout_fraction``, ...).
+
+    Returns
+    -------
+    dict
+        ``participants``, ``allocation``, ``allocation_coded`` (groups A/B),
+        ``tables`` (spec file -> DataFrame), ``features``/``dictionary``
+        (RESSTORE imaging, or None), ``effects`` and ``truth`` (the estimands:
+        rows of outcome, visit, model, measure, value).
+    """
+    from pipeline.stats import phantom_aduse, phantom_resstore
+
+    if trial == "resstore":
+        out = phantom_resstore.simulate_resstore(rng, n_subjects, with_features=with_features, **kwargs)
+        module = phantom_resstore
+    elif trial == "aduse":
+        out = phantom_aduse.simulate_aduse(rng, n_subjects, **kwargs)
+        module = phantom_aduse
+    else:
+        raise ValueError(f"unknown trial {trial!r}: resstore or aduse")
+    out["truth"] = module.truth(kwargs.get("effects")) if with_truth else []
+    return out

@@ -1,11 +1,12 @@
-"""Inputs of the trial statistics: checks, QC exclusions, outcomes and analysis sets.
+"""Inputs of the trial statistics: checks, QC exclusions, allocation and analysis sets.
 
 Pure functions on DataFrames (the CLI reads the files). Every problem is
 either a :class:`~pipeline.errors.PipelineInputError` naming the file and
-what is wrong (allocation key missing a subject, unknown arm, duplicate
-subject x session rows, a missing column) or an *exclusion*: a row of
-``exclusions.tsv`` saying what was left out of the models and why (QC
-failures, missing covariates, outcomes without data).
+what is wrong (unknown arm, duplicate subject x session rows, a missing
+column) or an *exclusion*: a row of ``exclusions.tsv`` saying what was left
+out of the models and why (QC failures, streams whose status is not ``ok``,
+subjects only in the key or only in the data, missing covariates, outcomes
+without data). The endpoints' values are read by :mod:`pipeline.stats.sources`.
 """
 
 from __future__ import annotations
@@ -18,33 +19,45 @@ import pandas as pd
 
 from pipeline.errors import PipelineInputError
 from pipeline.features.dictionary import STREAM_MODALITY
-from pipeline.stats.spec import AnalysisSpec
 
 log = logging.getLogger(__name__)
 RATING_COLUMNS = ("participant_id", "session", "modality", "rating", "rater", "comment", "timestamp")
 MODALITIES = ("T1w", "FLAIR", "dwi", "bold")
-TRUE_VALUES = ("yes", "true", "1", "y")
+TRUE_VALUES = ("yes", "true", "1", "y", "1.0")
+EXCLUSION_COLUMNS = ["scope", "participant_id", "session", "outcome", "analysis_set", "reason"]
 
 
 @dataclass
 class Outcome:
+    """One analysed variable of an endpoint, with its values in the endpoint type's standard form.
+
+    ``data`` columns: continuous, binary, ordinal -- participant_id, session,
+    value; count -- participant_id, session, count, exposure; time_to_event --
+    participant_id, session, time, event. (``session`` is the visit, or the
+    event window's label.)
+    """
+
     name: str
-    kind: str  # "primary" | "imaging"
+    endpoint: object
+    data: pd.DataFrame
     units: str = ""
     better: str = "n/a"
+    label: str = ""
     description: str = ""
+
+    @property
+    def type(self) -> str:
+        return self.endpoint.type
 
 
 @dataclass
 class AnalysisData:
-    """Everything the models need, in long format, with the exclusions made on the way.
+    """Everything the models need, with the exclusions made on the way.
 
-    ``values``: participant_id, session, outcome, value (NaN removed).
     ``subjects``: one row per randomised subject with data: arm, covariates,
-    and one boolean column per analysis set.
+    strata, and one boolean column ``set_<name>`` per analysis set.
     """
 
-    values: pd.DataFrame
     subjects: pd.DataFrame
     outcomes: list
     exclusions: list = field(default_factory=list)
@@ -52,11 +65,19 @@ class AnalysisData:
 
 
 def exclusion(scope, reason, *, participant_id="", session="", outcome="", analysis_set="") -> dict:
-    return {"scope": scope, "participant_id": participant_id, "session": session,
-            "outcome": outcome, "analysis_set": analysis_set, "reason": reason}
+    """One row of exclusions.tsv (scope: subject, features, outcome, model, analysis set)."""
+    return {
+        "scope": scope,
+        "participant_id": participant_id,
+        "session": session,
+        "outcome": outcome,
+        "analysis_set": analysis_set,
+        "reason": reason,
+    }
 
 
-def _clean_session(series: pd.Series) -> pd.Series:
+def clean_session(series: pd.Series) -> pd.Series:
+    """Session labels without the BIDS ``ses-`` prefix."""
     return series.astype(str).str.removeprefix("ses-")
 
 
@@ -64,42 +85,70 @@ def check_unique(table: pd.DataFrame, keys, *, path) -> None:
     """Raise if ``keys`` do not identify rows uniquely."""
     dup = table[table.duplicated(list(keys), keep=False)]
     if len(dup):
-        shown = ", ".join(" ".join(map(str, r)) for r in dup[list(keys)].drop_duplicates()
-                          .head(5).itertuples(index=False))
+        shown = ", ".join(
+            " ".join(map(str, r)) for r in dup[list(keys)].drop_duplicates().head(5).itertuples(index=False)
+        )
         raise PipelineInputError(path, f"duplicate {' x '.join(keys)} rows: {shown}")
 
 
 def require_columns(table: pd.DataFrame, columns, *, path) -> None:
+    """Raise, naming ``path``, if ``table`` lacks any of ``columns``."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise PipelineInputError(path, f"missing column(s) {missing}; has {list(table.columns)}")
 
 
-def check_allocation(allocation: pd.DataFrame, participants: pd.DataFrame, spec: AnalysisSpec, *,
-                     path="allocation key", with_data=()) -> tuple[pd.Series, list]:
-    """Validate the allocation key; return participant_id -> arm and exclusions.
+def check_allocation(
+    allocation: pd.DataFrame, participants: pd.DataFrame, spec, *, path="allocation key", with_data=()
+) -> tuple[pd.Series, list]:
+    """Validate the allocation key; return participant_id -> arm and the listed mismatches.
 
-    Raises on duplicate subjects, arms other than the two configured labels,
-    and any subject of participants.tsv (or with outcome data) not in the key.
+    Duplicate subjects and arm labels other than the spec's two are errors.
+    Subjects only in the key, or with data but not in the key, are listed
+    (exclusions), not errors -- unless the key and the data share no subject
+    at all (the wrong key).
     """
     require_columns(allocation, ("participant_id", "arm"), path=path)
-    allocation = allocation.assign(participant_id=allocation["participant_id"].astype(str),
-                                   arm=allocation["arm"].astype(str).str.strip())
+    allocation = allocation.assign(
+        participant_id=allocation["participant_id"].astype(str), arm=allocation["arm"].astype(str).str.strip()
+    )
     check_unique(allocation, ("participant_id",), path=path)
     arms = (spec.treated_arm, spec.control_arm)
     unknown = allocation[~allocation["arm"].isin(arms)]
     if len(unknown):
         shown = ", ".join(f"{r.participant_id}={r.arm!r}" for r in unknown.head(5).itertuples())
-        raise PipelineInputError(path, f"unknown arm label(s) {shown}; expected one of {list(arms)} "
-                                       "(config stats.arms)")
+        raise PipelineInputError(
+            path, f"unknown arm label(s) {shown}; expected one of {list(arms)} (trial spec arms)"
+        )
     key = allocation.set_index("participant_id")["arm"]
-    expected = set(participants["participant_id"].astype(str)) | set(with_data)
-    missing = sorted(expected - set(key.index))
-    if missing:
-        raise PipelineInputError(path, f"allocation key misses {len(missing)} subject(s): "
-                                       f"{', '.join(missing[:10])}")
-    excl = [exclusion("subject", "in the allocation key but not in participants.tsv: no covariates",
-                      participant_id=s) for s in sorted(set(key.index) - expected)]
+    known = set(participants["participant_id"].astype(str))
+    with_data = set(with_data)
+    if with_data and not with_data & set(key.index):
+        raise PipelineInputError(
+            path,
+            f"no subject of the data is in the allocation key (data: "
+            f"{', '.join(sorted(with_data)[:5])}...): wrong key?",
+        )
+    excl = [
+        exclusion(
+            "subject",
+            "in the allocation key but not in participants.tsv: no covariates, not analysed",
+            participant_id=s,
+        )
+        for s in sorted(set(key.index) - known)
+    ]
+    excl += [
+        exclusion("subject", "has data but is not in the allocation key: not analysed", participant_id=s)
+        for s in sorted((known | with_data) - set(key.index))
+    ]
+    excl += [
+        exclusion(
+            "subject",
+            "in the allocation key and participants.tsv but without any outcome data",
+            participant_id=s,
+        )
+        for s in sorted((set(key.index) & known) - with_data)
+    ]
     return key, excl
 
 
@@ -110,18 +159,30 @@ def failed_ratings(ratings: pd.DataFrame, *, path="qc ratings") -> pd.DataFrame:
     for col in RATING_COLUMNS:
         if col not in ratings.columns:
             ratings[col] = ""
-    ratings["session"] = _clean_session(ratings["session"])
+    ratings["session"] = clean_session(ratings["session"])
     bad = ratings[~ratings["modality"].isin(MODALITIES)]
     if len(bad):
-        raise PipelineInputError(path, f"unknown modality {sorted(set(bad['modality']))}; "
-                                       f"one of {MODALITIES}")
+        raise PipelineInputError(
+            path, f"unknown modality {sorted(set(bad['modality']))}; one of {MODALITIES}"
+        )
     bad = ratings[~ratings["rating"].isin(("pass", "fail", "uncertain"))]
     if len(bad):
         raise PipelineInputError(path, f"unknown rating {sorted(set(bad['rating']))}; pass|fail|uncertain")
     ratings["_time"] = pd.to_datetime(ratings["timestamp"], errors="coerce", utc=True, format="ISO8601")
-    latest = (ratings.sort_values("_time", na_position="first", kind="stable")
-              .groupby(["participant_id", "session", "modality"], as_index=False).tail(1))
+    latest = (
+        ratings.sort_values("_time", na_position="first", kind="stable")
+        .groupby(["participant_id", "session", "modality"], as_index=False)
+        .tail(1)
+    )
     return latest[latest["rating"] == "fail"].drop(columns="_time").reset_index(drop=True)
+
+
+def _stream_columns(dictionary, features, streams) -> list:
+    return [
+        c
+        for c, d in dictionary.items()
+        if d.get("Stream") in streams and c in features.columns and not c.endswith("_status")
+    ]
 
 
 def apply_qc(features: pd.DataFrame, dictionary: dict, fails: pd.DataFrame) -> tuple[pd.DataFrame, list]:
@@ -130,137 +191,82 @@ def apply_qc(features: pd.DataFrame, dictionary: dict, fails: pd.DataFrame) -> t
     excl = []
     for r in fails.itertuples(index=False):
         streams = [s for s, m in STREAM_MODALITY.items() if m == r.modality]
-        columns = [c for c, d in dictionary.items()
-                   if d.get("Stream") in streams and c in features.columns and not c.endswith("_status")]
+        columns = _stream_columns(dictionary, features, streams)
         rows = (features["participant_id"] == r.participant_id) & (features["session"] == r.session)
         if not rows.any():
             continue
         features.loc[rows, columns] = np.nan
         who = f" by {r.rater}" if str(r.rater).strip() not in ("", "nan") else ""
         why = f": {r.comment}" if str(r.comment).strip() not in ("", "nan") else ""
-        excl.append(exclusion(
-            "features", f"QC rating 'fail' of {r.modality}{who}{why}; removed "
-                        f"{len(columns)} feature(s) of stream(s) {', '.join(streams)}",
-            participant_id=r.participant_id, session=r.session))
+        excl.append(
+            exclusion(
+                "features",
+                f"QC rating 'fail' of {r.modality}{who}{why}; removed "
+                f"{len(columns)} feature(s) of stream(s) {', '.join(streams)}",
+                participant_id=r.participant_id,
+                session=r.session,
+            )
+        )
     return features, excl
 
 
-def select_biomarkers(features: pd.DataFrame, dictionary: dict, spec: AnalysisSpec, *,
-                      path="features.tsv") -> tuple[list, list]:
-    """Imaging outcomes to model, and a note on how they were chosen."""
-    if spec.biomarkers is not None:
-        missing = [b for b in spec.biomarkers if b not in features.columns]
-        if missing:
-            raise PipelineInputError(path, f"stats.biomarkers not in the feature table: {missing}")
-        chosen = list(spec.biomarkers)
-        note = f"imaging biomarkers listed in config stats.biomarkers ({len(chosen)})"
-    else:
-        candidates = [c for c, d in dictionary.items() if c in features.columns
-                      and d.get("Better") in ("higher", "lower")]
-        chosen = [c for c in candidates if spec.is_default_biomarker(c)]
-        left = [c for c in candidates if c not in chosen]
-        note = ("imaging biomarkers: every numeric feature whose dictionary 'Better' is higher/lower, "
-                f"except image-quality metrics matching stats.not_biomarkers ({', '.join(left) or 'none'})")
-    numeric = []
-    for name in chosen:
-        values = pd.to_numeric(features[name], errors="coerce")
-        if (values.isna() & features[name].notna()).any():
-            if spec.biomarkers is not None:
-                raise PipelineInputError(path, f"biomarker {name} is not numeric")
-            continue
-        numeric.append(name)
-    return numeric, [note]
+def apply_stream_status(
+    features: pd.DataFrame, dictionary: dict, *, visits, done=()
+) -> tuple[pd.DataFrame, list]:
+    """Features of a stream whose ``<stream>_status`` is not ``ok``, or that a QC reviewer listed in
+    ``qc_excluded_streams``, are set to NaN -- one exclusion per session x stream, with the reason.
 
-
-def assemble(*, features: pd.DataFrame, dictionary: dict, phenotype: pd.DataFrame,
-             participants: pd.DataFrame, allocation: pd.DataFrame, spec: AnalysisSpec,
-             ratings: pd.DataFrame | None = None, paths: dict | None = None) -> AnalysisData:
-    """Check every input and build the long analysis data.
-
-    Parameters
-    ----------
-    features : DataFrame
-        features.tsv (one row per subject x session; never contains the arm).
-    dictionary : dict
-        features.json (column -> Description, Units, Better, Stream).
-    phenotype : DataFrame
-        Clinical scores, long format (participant_id, session, primary column).
-    participants : DataFrame
-        participants.tsv: covariates and analysis-set columns.
-    allocation : DataFrame
-        The allocation key: participant_id, arm.
-    ratings : DataFrame, optional
-        QC ratings; a ``fail`` removes the features of that modality's streams.
-    paths : dict, optional
-        File names used in error messages (keys: features, phenotype,
-        participants, allocation, ratings).
+    ``done``: (participant_id, session, stream) already excluded by the ratings file.
     """
-    paths = {"features": "features.tsv", "phenotype": spec.primary_outcome_file,
-             "participants": "participants.tsv", "allocation": "allocation key",
-             "ratings": "qc ratings", **(paths or {})}
-    excl: list = []
-    notes: list = []
-    require_columns(participants, ("participant_id",), path=paths["participants"])
-    participants = participants.assign(participant_id=participants["participant_id"].astype(str))
-    check_unique(participants, ("participant_id",), path=paths["participants"])
-
-    col = spec.primary_outcome_column
-    require_columns(phenotype, ("participant_id", "session", col), path=paths["phenotype"])
-    phenotype = phenotype.assign(session=_clean_session(phenotype["session"]))
-    check_unique(phenotype, ("participant_id", "session"), path=paths["phenotype"])
-    require_columns(features, ("participant_id", "session"), path=paths["features"])
-    features = features.assign(session=_clean_session(features["session"]))
-    check_unique(features, ("participant_id", "session"), path=paths["features"])
-    if "arm" in features.columns:
-        raise PipelineInputError(paths["features"], "the feature table must not contain the arm")
-
-    with_data = set(features["participant_id"]) | set(phenotype["participant_id"])
-    arm, more = check_allocation(allocation, participants, spec, path=paths["allocation"],
-                                 with_data=with_data)
-    excl += more
-
-    if ratings is not None and len(ratings):
-        features, more = apply_qc(features, dictionary, failed_ratings(ratings, path=paths["ratings"]))
-        excl += more
-    biomarkers, more = select_biomarkers(features, dictionary, spec, path=paths["features"])
-    notes += more
-
-    primary = Outcome(col, "primary", "points", "lower", f"{col} ({spec.primary_outcome_file})")
-    outcomes = [primary]
-    for b in biomarkers:
-        entry = dictionary.get(b, {})
-        outcomes.append(Outcome(b, "imaging", entry.get("Units", ""), entry.get("Better", "n/a"),
-                                entry.get("Description", "")))
-    frames = [phenotype[["participant_id", "session"]].assign(
-        outcome=col, value=pd.to_numeric(phenotype[col], errors="coerce"))]
-    frames += [features[["participant_id", "session"]].assign(
-        outcome=b, value=pd.to_numeric(features[b], errors="coerce")) for b in biomarkers]
-    values = pd.concat(frames, ignore_index=True)
-    values = values[values["session"].isin(spec.visits)]
-    kept = []
-    for outcome in outcomes:
-        v = values[(values["outcome"] == outcome.name) & values["value"].notna()]
-        if v.empty:
-            excl.append(exclusion("outcome", "all values are NA (not modelled)", outcome=outcome.name))
-        elif not (v["session"] == spec.baseline_visit).any():
-            excl.append(exclusion("outcome", f"no {spec.baseline_visit} value: change from baseline "
-                                             "undefined (not modelled)", outcome=outcome.name))
-        elif not v["session"].isin(spec.post_visits).any():
-            excl.append(exclusion("outcome", "no post-baseline value (not modelled)", outcome=outcome.name))
-        else:
-            kept.append(outcome)
-    values = values[values["value"].notna() & values["outcome"].isin([o.name for o in kept])]
-
-    subjects = _subjects(participants, arm, spec, paths, excl)
-    return AnalysisData(values=values.reset_index(drop=True), subjects=subjects, outcomes=kept,
-                        exclusions=excl, notes=notes)
+    features = features.copy()
+    excl, done = [], set(done)
+    in_visits = features["session"].isin(visits)
+    listed = features.get("qc_excluded_streams", pd.Series("", index=features.index)).fillna("").astype(str)
+    for stream in STREAM_MODALITY:
+        columns = _stream_columns(dictionary, features, [stream])
+        if not columns:
+            continue
+        status = features.get(f"{stream}_status")
+        by_status = (
+            (status.notna() & (status.astype(str).str.strip() != "ok"))
+            if status is not None
+            else pd.Series(False, index=features.index)
+        )
+        by_review = listed.str.split(r"[,;\s]+").apply(lambda s, st=stream: st in s)
+        for idx in features.index[(by_status | by_review) & in_visits]:
+            pid, ses = features.at[idx, "participant_id"], features.at[idx, "session"]
+            had = int(features.loc[idx, columns].notna().sum())
+            features.loc[idx, columns] = np.nan
+            if (pid, ses, stream) in done:
+                continue
+            reason = (
+                f"{stream}_status '{status[idx]}'"
+                if by_status[idx]
+                else f"QC reviewer excluded stream {stream} (qc_excluded_streams)"
+            )
+            excl.append(
+                exclusion(
+                    "features",
+                    f"{reason}: {len(columns)} {stream} feature(s) treated as missing"
+                    + (f" ({had} had values)" if had else ""),
+                    participant_id=pid,
+                    session=ses,
+                )
+            )
+    return features, excl
 
 
-def _subjects(participants, arm, spec, paths, excl) -> pd.DataFrame:
-    require_columns(participants, spec.covariates, path=paths["participants"])
+def build_subjects(participants, arm, spec, *, path, excl) -> pd.DataFrame:
+    """Randomised subjects with their arm, covariates, strata and analysis-set flags."""
+    needed = list(
+        dict.fromkeys([*spec.covariates, *spec.strata] + ([spec.cmh_stratum] if spec.cmh_stratum else []))
+    )
+    for e in spec.endpoints:
+        needed += [c for c in (e.adjust or []) if c not in needed]
+    require_columns(participants, needed, path=path)
     set_columns = [c for c in spec.analysis_sets.values() if c]
-    require_columns(participants, set_columns, path=paths["participants"])
-    subjects = participants[["participant_id", *spec.covariates, *set_columns]].copy()
+    require_columns(participants, set_columns, path=path)
+    subjects = participants[["participant_id", *needed, *set_columns]].copy()
     subjects = subjects.loc[:, ~subjects.columns.duplicated()]
     subjects = subjects[subjects["participant_id"].isin(arm.index)].copy()
     subjects["arm"] = subjects["participant_id"].map(arm)
@@ -269,9 +275,28 @@ def _subjects(participants, arm, spec, paths, excl) -> pd.DataFrame:
             subjects[f"set_{name}"] = True
         else:
             subjects[f"set_{name}"] = subjects[column].astype(str).str.strip().str.lower().isin(TRUE_VALUES)
-    incomplete = subjects[spec.covariates].isna().any(axis=1)
+    incomplete = subjects[needed].isna().any(axis=1)
     for r in subjects[incomplete].itertuples(index=False):
-        missing = [c for c in spec.covariates if pd.isna(getattr(r, c))]
-        excl.append(exclusion("subject", f"missing covariate(s) {missing}: not in any model",
-                              participant_id=r.participant_id))
-    return subjects[~incomplete].reset_index(drop=True)
+        missing = [c for c in needed if pd.isna(getattr(r, c))]
+        excl.append(
+            exclusion(
+                "subject",
+                f"missing covariate(s) {missing}: not in any model",
+                participant_id=r.participant_id,
+            )
+        )
+    subjects = subjects[~incomplete].reset_index(drop=True)
+    for name in spec.analysis_sets:
+        counts = subjects.loc[subjects[f"set_{name}"], "arm"].value_counts()
+        for a in (spec.treated_arm, spec.control_arm):
+            if counts.get(a, 0) < spec.small_arm_warning:
+                excl.append(
+                    exclusion(
+                        "analysis set",
+                        f"small arm: {a} has {int(counts.get(a, 0))} subject(s) "
+                        f"(< {spec.small_arm_warning}); large-sample methods are "
+                        "unreliable",
+                        analysis_set=name,
+                    )
+                )
+    return subjects

@@ -28,8 +28,9 @@ Notes
   ``g_j = d(c'A^-1 c)/dtheta_j = c' A^-1 (sum_i X_i'V_i^-1 dV_i/dtheta_j V_i^-1 X_i) A^-1 c``
   (analytic) and H the observed information (numerical Hessian of -l), as in
   R mmrm and lmerTest (Kuznetsova et al. 2017, J Stat Softw 82(13)).
-  Kenward & Roger (1997, Biometrics 53:983-997) is not implemented; with
-  complete data and unstructured covariance both give the same df.
+* Kenward & Roger (1997, Biometrics 53:983-997): bias-adjusted covariance of
+  the fixed effects and its df, :mod:`pipeline.stats.kenward_roger`
+  (``MMRMFit.contrast(c, ddf="kenward-roger")``).
 * Mallinckrodt et al. (2008, Drug Inf J 42:303-319) recommend this model
   (unstructured covariance, REML, Satterthwaite/KR df) for the primary
   analysis of longitudinal clinical trials.
@@ -44,6 +45,7 @@ import numpy as np
 from scipy import linalg, optimize
 
 from pipeline.stats.covariance import FALLBACK, Structure
+from pipeline.stats.kenward_roger import kenward_roger_df, kenward_roger_parts
 
 log = logging.getLogger(__name__)
 LOG_2PI = float(np.log(2 * np.pi))
@@ -133,6 +135,7 @@ class _Problem:
             outer = np.tensordot(Q, Q, axes=([0], [0]))  # (K, p, K, p)
             d_a = np.tensordot(jac, outer, axes=([1, 2], [0, 2]))  # (j, p, p)
             out["d_a_inv"] = a_inv @ d_a @ a_inv
+            out["vinv_p"], out["vinv"] = vinv_p, vinv
         return out
 
     def hessian(self, structure: Structure, theta, step=1e-4):
@@ -172,6 +175,8 @@ class MMRMFit:
     ----------
     beta, cov_beta : ndarray
         Fixed effects and their model-based covariance ``(X'V^-1X)^-1``.
+    cov_beta_kr : ndarray or None
+        Kenward-Roger adjusted covariance ``Phi_A`` (None where undefined).
     sigma : ndarray, (K, K)
         Estimated within-subject covariance.
     covariance : str
@@ -192,8 +197,10 @@ class MMRMFit:
     n_obs: int
     n_fixed: int
     attempts: list = field(default_factory=list)
+    cov_beta_kr: np.ndarray | None = None
     _info_inv: np.ndarray | None = None
     _d_a_inv: np.ndarray | None = None
+    _kr: dict | None = None
     _scale: float = 1.0
 
     @property
@@ -204,17 +211,45 @@ class MMRMFit:
     def aic(self) -> float:
         return -2 * self.loglik + 2 * self.n_params_cov
 
-    def contrast(self, c) -> dict:
-        """Estimate, SE and Satterthwaite df of ``c' beta``."""
+    def contrast(self, c, ddf: str = "satterthwaite") -> dict:
+        """Estimate, SE and df of ``c' beta``.
+
+        Parameters
+        ----------
+        c : array, (p,)
+            Contrast vector.
+        ddf : {"satterthwaite", "kenward-roger"}
+            Satterthwaite: model-based SE, Satterthwaite df. Kenward-Roger:
+            SE from the adjusted covariance ``Phi_A`` and KR df.
+
+        Returns
+        -------
+        dict
+            ``estimate``, ``se``, ``df`` and ``se_model`` (the model-based SE).
+        """
         c = np.asarray(c, float)
         estimate = float(c @ self.beta)
-        var = float(c @ self.cov_beta @ c)
-        return {"estimate": estimate, "se": float(np.sqrt(var)), "df": self.satterthwaite(c)}
+        se_model = float(np.sqrt(max(float(c @ self.cov_beta @ c), 0.0)))
+        if ddf == "satterthwaite":
+            return {"estimate": estimate, "se": se_model, "df": self.satterthwaite(c), "se_model": se_model}
+        if ddf != "kenward-roger":
+            raise ValueError(f"unknown ddf method {ddf!r}; satterthwaite or kenward-roger")
+        if self.k == 1:  # ordinary least squares: Phi_A = Phi and df = N - p exactly
+            return {"estimate": estimate, "se": se_model, "df": float(self.n_obs - self.n_fixed),
+                    "se_model": se_model}
+        if self._kr is None or self.cov_beta_kr is None:
+            return {"estimate": estimate, "se": float("nan"), "df": float("nan"), "se_model": se_model}
+        se = float(np.sqrt(max(float(c @ self.cov_beta_kr @ c), 0.0)))
+        df = kenward_roger_df(c, self._kr["phi"], self._kr["P"], self._kr["W"])
+        return {"estimate": estimate, "se": se, "df": df, "se_model": se_model}
 
     def satterthwaite(self, c) -> float:
+        """Satterthwaite df of ``c' beta`` (NaN where the observed information is singular)."""
         c = np.asarray(c, float)
-        if self.k == 1 or self._d_a_inv is None:
-            return float(self.n_obs - self.n_fixed) if self.k == 1 else float("nan")
+        if self.k == 1:
+            return float(self.n_obs - self.n_fixed)
+        if self._d_a_inv is None or self._info_inv is None:
+            return float("nan")
         var_scaled = float(c @ self.cov_beta @ c) / self._scale**2
         g = np.einsum("p,jpq,q->j", c, self._d_a_inv, c)
         denom = float(g @ self._info_inv @ g)
@@ -334,7 +369,14 @@ def _finish(problem: _Problem, structure: Structure, theta, ok: bool, hessian=No
         else:
             info_inv = np.linalg.inv(H)
     loglik = out["loglik"] - (problem.n_obs - problem.p) * np.log(problem.scale)
+    kr = None
+    if problem.k > 1:
+        kr = kenward_roger_parts(problem.Xpad, out["vinv"], out["vinv_p"], problem.counts, out["a_inv"],
+                                 structure.jacobian(theta))
+        if kr is not None:
+            kr["phi"] = out["a_inv"]
     return MMRMFit(beta=out["beta"] * problem.scale, cov_beta=out["a_inv"] * s2,
+                   cov_beta_kr=None if kr is None else kr["phi_adjusted"] * s2, _kr=kr,
                    sigma=out["sigma"] * s2, covariance=structure.name, converged=bool(ok),
                    loglik=float(loglik), n_params_cov=structure.n_params,
                    n_subjects=problem.n_subjects, n_obs=problem.n_obs, n_fixed=problem.p,

@@ -102,3 +102,42 @@ def synthetic_trial(rng: np.random.Generator, *, n_subjects: int = 80,
     table = table[~table.drop(columns=["participant_id", "session"]).isna().all(axis=1)]
     allocation = pd.DataFrame({"participant_id": ids, "arm": arms})
     return table.reset_index(drop=True), participants, allocation, effects
+
+
+def stratified_blocks(rng: np.random.Generator, strata, arms=ARMS, block: int = 4) -> np.ndarray:
+    """1:1 allocation in permuted blocks of ``block`` within each stratum (e.g. centre)."""
+    strata = np.asarray(strata)
+    out = np.empty(len(strata), dtype=object)
+    for level in np.unique(strata):
+        idx = np.flatnonzero(strata == level)
+        seq = []
+        while len(seq) < len(idx):
+            seq.extend(rng.permutation(np.repeat(arms, block // len(arms))).tolist())
+        out[idx] = seq[:len(idx)]
+    return out.astype(str)
+
+
+def latent_scores(rng, n, days, *, baseline_mean, baseline_sd, recovery, recovery_sd, tau_days, sd, rho,
+                  effect, key_day, shift=None):
+    """Latent clinical scores over visits: baseline, then recovery ``1 - exp(-day / tau)``.
+
+    ``score_v = baseline + (recovery_i + effect_i) * f(day_v) / f(key_day) + shift + AR(1) noise``
+    with a subject-specific recovery (SD ``recovery_sd``), so changes are correlated over
+    visits. ``effect`` is an (n,) array of each subject's planted effect at ``key_day``
+    (0 for controls). Returns an (n, n_visits) array; column 0 is the baseline.
+    """
+    days = np.asarray(days, float)
+    frac = (1 - np.exp(-days / tau_days)) / (1 - np.exp(-key_day / tau_days))
+    base = rng.normal(baseline_mean, baseline_sd, n)
+    slope = rng.normal(recovery, recovery_sd, n) + effect
+    noise = rng.multivariate_normal(np.zeros(len(days)), ar1_covariance(len(days), sd=sd, rho=rho), n)
+    noise[:, 0] = 0.0
+    out = base[:, None] + slope[:, None] * frac[None, :] + noise
+    if shift is not None:
+        out[:, 1:] += np.asarray(shift, float)[:, None]
+    return out
+
+
+def ordinal_from_latent(latent, cuts) -> np.ndarray:
+    """Category index (0..len(cuts)) of each latent value given increasing cut-points."""
+    return np.sum(np.asarray(latent)[..., None] > np.asarray(cuts), axis=-1)

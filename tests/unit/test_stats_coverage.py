@@ -10,16 +10,16 @@ import pytest
 from pipeline.simulate import TrialSpec
 from pipeline.simulate.clinical import expected_observed_effect, simulate_clinical
 from pipeline.stats.analysis import analyse
-from pipeline.stats.data import assemble
-from pipeline.stats.spec import AnalysisSpec
+from pipeline.stats.sources import assemble
 from pipeline.stats.synthetic import synthetic_trial
+from pipeline.stats.trialspec import trial_spec_from_config
 
 
 def _analyse(features, phenotype, participants, allocation, dictionary, sessions):
-    spec = AnalysisSpec.from_config({"analysis_sets": {"ITT": None}, "random_intercept_model": False},
-                                    sessions=list(sessions), baseline_session=sessions[0])
-    data = assemble(features=features, dictionary=dictionary, phenotype=phenotype,
-                    participants=participants, allocation=allocation, spec=spec)
+    spec = trial_spec_from_config({"analysis_sets": {"ITT": None}, "random_intercept_model": False},
+                                  sessions=list(sessions), baseline_session=sessions[0])
+    data = assemble(spec=spec, participants=participants, allocation=allocation, features=features,
+                    dictionary=dictionary, tables={"phenotype/nihss.tsv": phenotype})
     results, _, _ = analyse(data, spec)
     return results
 

@@ -88,9 +88,38 @@ def test_stats_rule_runs_through_snakemake(tmp_path):
     assert ancova.loc["nihss_motor", "ci_high"] < 0  # planted: treated 1.5 points lower (latent)
     fa = ancova.loc["fa_cst_ipsilesional"]
     assert fa["ci_low"] < 0.03 < fa["ci_high"] and fa["q"] == fa["p"]
+    assert results.iloc[0]["confirmatory"] == "yes" and results.iloc[0]["outcome"] == "nihss_motor"
+    assert results.iloc[0]["ddf_method"] == "kenward-roger"
     html = (out / "stats" / "report.html").read_text()
-    assert "Primary endpoint: nihss_motor" in html and "fa_cst_ipsilesional" in html
+    assert "CONFIRMATORY" in html and "nihss_motor" in html and "fa_cst_ipsilesional" in html
     assert "ADSC" in html and (out / "logs" / "stats.log").exists()
+
+
+def test_stats_rule_takes_a_trial_spec_aduse_from_clinical_tables_alone(tmp_path):
+    """config stats.spec = configs/trials/aduse.yaml: the rule reads the spec's tables (no features.tsv
+    needed) and the binary primary endpoint comes first in results.tsv."""
+    from pipeline.cli import main
+    from tests.conftest import REPO
+
+    phantom = tmp_path / "aduse"
+    assert main(["simulate-clinical", "--trial", "aduse", "--out", str(phantom), "--subjects", "60",
+                 "--seed", "2"]) == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    config = {"bids_dir": str(phantom / "bids"), "output_dir": str(out),
+              "stats": {"spec": str(REPO / "configs" / "trials" / "aduse.yaml")}}
+    targets = [str(out / "stats" / "results.tsv"), str(out / "stats" / "report.html")]
+    given = f"stats={{allocation: {phantom / 'allocation.tsv'}}}"
+    dry = snakemake(tmp_path / "dry", config, "-n", "-p", "--cores", "1", "--allowed-rules", "stats",
+                    "--config", given, "--", *targets)
+    assert "--spec" in dry.stdout and "features.tsv" not in dry.stdout
+    snakemake(tmp_path / "work", config, "--cores", "1", "--allowed-rules", "stats", "--config", given, "--",
+              *targets)
+    results = pd.read_csv(out / "stats" / "results.tsv", sep="\t", na_values="n/a")
+    first = results.iloc[0]
+    assert (first["outcome"], first["endpoint_type"], first["visit"], first["confirmatory"]) == (
+        "healing", "binary", "w16", "yes")
+    assert {"cox", "negative_binomial", "mmrm", "logistic", "cmh"} <= set(results["model"])
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +155,7 @@ def test_stats_run_on_phantom_trial(six_subject_trial, tmp_path):
     low, estimate, high = ancova[["ci_low", "estimate", "ci_high"]].iloc[0]
     assert low < estimate < high
     html = (out / "stats" / "report.html").read_text()
-    assert "Primary endpoint: nihss_motor" in html and "data:image/png;base64," in html
+    assert "CONFIRMATORY" in html and "nihss_motor" in html and "data:image/png;base64," in html
     assert (out / "logs" / "stats.log").exists() and (out / "benchmarks" / "stats.tsv").exists()
     # blinding: the key must not change anything upstream (config_hash must leave `stats` out)
     assert _jobs(dry.stdout) == {"all": 1, "stats": 1}, dry.stdout[-3000:]
