@@ -32,6 +32,27 @@ include: "workflow/rules/qc.smk"
 include: "workflow/rules/stats.smk"
 
 
+# One run per output folder (pipeline/lock.py): a second run on the same output_dir,
+# from any working directory, stops with the holder's PID and host; a stale lock of a
+# killed run on this host is taken over, so the same command resumes.
+onstart:
+    from pipeline.lock import acquire
+
+    acquire(config["output_dir"])
+
+
+onsuccess:
+    from pipeline.lock import release
+
+    release(config["output_dir"])
+
+
+onerror:
+    from pipeline.lock import release
+
+    release(config["output_dir"])
+
+
 rule all:
     input:
         FINAL_TARGETS,

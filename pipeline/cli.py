@@ -120,6 +120,17 @@ def _cmd_dataset_description(args) -> None:
     })
 
 
+def _cmd_unlock(args) -> None:
+    from pipeline.lock import force_unlock
+
+    held = force_unlock(args.output_dir)
+    if held:
+        log.info("%s: removed the lock of PID %s on %s (started %s)", args.output_dir,
+                 held.get("pid"), held.get("host"), held.get("started"))
+    else:
+        log.info("%s: no lock", args.output_dir)
+
+
 def _cmd_validate_config(args) -> None:
     from pipeline.config import load_config
 
@@ -132,9 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name, func, help_):
-        p = sub.add_parser(name, help=help_)
+        p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
         p.add_argument("--log", help="log file (also printed to stderr)")
+        p.add_argument("--on-error", choices=("fail", "record"), default="fail",
+                       help="on a named input error: fail (exit status 2) or record (write a "
+                            "status record in place of every --out-* file and exit 0, so the "
+                            "session's other streams, feature row and QC page are still built; "
+                            "see pipeline.status)")
         return p
 
     p = command("simulate", _cmd_simulate, "write a phantom trial (BIDS + allocation + truth)")
@@ -194,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--container", default="")
     p.add_argument("--out", required=True)
 
+    p = command("unlock", _cmd_unlock,
+                "remove an output folder's run lock (only once the run holding it is gone)")
+    p.add_argument("--output-dir", required=True, help="the workflow's output_dir")
+
     p = command("validate-config", _cmd_validate_config, "validate config YAML file(s)")
     p.add_argument("files", nargs="+")
 
@@ -219,14 +239,58 @@ def _command_modules():
                     raise
 
 
+def _paths(value) -> list[str]:
+    """File paths in an argument value (str, list; ``NAME=path`` pairs give the path)."""
+    items = value if isinstance(value, list | tuple) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, str | Path) and str(item):
+            text = str(item)
+            out.append(text.split("=", 1)[1] if "=" in text and not Path(text).exists() else text)
+    return out
+
+
+def _outputs(args) -> list[str]:
+    return [p for key, value in vars(args).items() if key.startswith("out_") for p in _paths(value)]
+
+
+def _upstream_failure(args) -> dict | None:
+    """The status record of the first input that is one (None when every input is data)."""
+    from pipeline import status
+
+    for key, value in vars(args).items():
+        if key.startswith("out_") or key in ("log", "func", "command"):
+            continue
+        for path in _paths(value):
+            record = status.read_record(path) if Path(path).is_file() else None
+            if record is not None:
+                return record
+    return None
+
+
 def main(argv=None) -> int:
+    from pipeline import status
+
     args = build_parser().parse_args(argv)
     _setup_logging(args.log)
+    where = {"rule": status.rule_of_log(args.log) or args.command,
+             "log": status.relative_log(args.log)}
+    if args.on_error == "record":
+        upstream = _upstream_failure(args)
+        if upstream is not None:
+            log.error("an input is a status record (%s): not run", status.describe(upstream))
+            status.write_records(_outputs(args), {
+                "status": "failed upstream", "error": upstream.get("error", ""),
+                "upstream_rule": upstream.get("upstream_rule") or upstream.get("rule"), **where})
+            return 0
     try:
         with private_tempdir():  # ANTsPy's temporary files go with the command
             args.func(args)
     except PipelineInputError as exc:
         log.error("%s", exc)
+        if args.on_error == "record":
+            status.write_records(_outputs(args), {"status": "failed", "error": str(exc), **where})
+            return 0
         return 2
     return 0
 

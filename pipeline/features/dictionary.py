@@ -12,9 +12,12 @@ from importlib import resources
 
 import yaml
 
-# stream -> the BIDS modality whose QC rating governs its features
-STREAM_MODALITY = {"anat": "T1w", "flair": "FLAIR", "lesion": "FLAIR", "dwi": "dwi",
+# stream -> the item a QC reviewer rates that governs its features: a BIDS modality, or
+# the lesion mask itself (made from a FLAIR, a manual mask or both; reviewed on its own)
+STREAM_MODALITY = {"anat": "T1w", "flair": "FLAIR", "lesion": "lesion", "dwi": "dwi",
                    "bold": "bold"}
+# what the QC pages show and a reviewer rates, in page order (one definition)
+RATED_ITEMS = ("T1w", "lesion", "FLAIR", "dwi", "bold")
 STREAMS = tuple(STREAM_MODALITY)
 IDENTIFIERS = ("participant_id", "session")
 _ORDER = ("core", "anat", "lesion", "flair", "dwi", "bold")

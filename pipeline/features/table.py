@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline import __version__
+from pipeline import __version__, status
 from pipeline.features import dictionary
 from pipeline.io import read_json
 
@@ -40,16 +40,29 @@ def session_row(participant_id: str, session: str, metric_files: dict, *,
                                if f"{modality.lower()} skipped" in p.lower()), "")
             row[f"{stream}_status"] = reason or f"no {modality} in this session"
             continue
-        metrics = {}
+        metrics, failures = {}, []
         for one in ([path] if isinstance(path, str | bytes) or hasattr(path, "__fspath__")
                     else path):
+            record = status.read_record(one)
+            if record is not None:  # this step failed: its columns stay NA
+                failures.append(status.describe(record))
+                continue
             metrics.update(read_json(one))
         unknown = set(metrics) - set(dictionary.FEATURES)
         if unknown:
             raise KeyError(f"{path}: undeclared feature(s) {sorted(unknown)}; declare them in "
                            "pipeline/features/dictionary.py")
+        # a stream may state its own status (e.g. the lesion stream without a FLAIR or a
+        # manual mask, or an automatic mask that needs review)
+        stated = metrics.pop(f"{stream}_status", None)
+        if failures:
+            # the steps that did not fail keep their (valid) columns; the status says the
+            # stream failed, and the stats leave all of its features out for this session
+            row.update({k: v for k, v in metrics.items()})
+            row[f"{stream}_status"] = "; ".join(dict.fromkeys(failures))
+            continue
         row.update(metrics)
-        row[f"{stream}_status"] = "ok"
+        row[f"{stream}_status"] = stated or "ok"
     return row
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from pipeline import status
 from pipeline.antsio import read_ants_affine
 from pipeline.errors import PipelineInputError
 from pipeline.io import read_json, save_image, write_json
@@ -80,6 +81,7 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
                                        bilateral_fraction=bilateral_fraction)
     if source == "none":
         metrics = {k: (None if k != "lesion_side_session" else "unknown") for k in metrics}
+        metrics["lesion_status"] = "no FLAIR and no manual lesion mask in this session"
     metrics.update(seg_metrics)
     metrics["lesion_source"] = source
     metrics["lesion_manual_automatic_dice"] = (
@@ -136,7 +138,10 @@ def subject_side(*, subject, metrics=None, participants=None, out, session="") -
     reference session's hemisphere volumes. Every stream reads the file with
     :func:`pipeline.side.read_lesion_side`.
     """
-    data = read_json(metrics) if metrics else {}
+    record = status.read_record(metrics) if metrics else None
+    if record is not None:  # the reference session's lesion step failed: no side from it
+        log.warning("sub-%s: reference lesion unavailable (%s)", subject, status.describe(record))
+    data = read_json(metrics) if metrics and record is None else {}
     left, right = data.get("lesion_volume_left_ml"), data.get("lesion_volume_right_ml")
     from_mask = data.get("lesion_side_session", "unknown") if data else "unknown"
     given = read_participant_side(participants, subject)

@@ -16,13 +16,15 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from pipeline import status
 from pipeline.features import dictionary
 from pipeline.io import read_json
 from pipeline.report import group
 from pipeline.report.ratings import MODALITIES, excluded_streams, rating_column
 from pipeline.report.render import png_data_uri
 
-MODALITY_LABELS = {"T1w": "T1-weighted anatomy (T1w)", "FLAIR": "FLAIR",
+MODALITY_LABELS = {"T1w": "T1-weighted anatomy (T1w)", "lesion": "Lesion mask",
+                   "FLAIR": "FLAIR image quality",
                    "dwi": "Diffusion (DWI)", "bold": "Motor-task fMRI (BOLD)"}
 
 
@@ -117,6 +119,13 @@ def session_context(participant_id: str, session: str, *, reportlets: list[dict]
         for r in (r for r in reportlets if r["modality"] == modality):
             # several steps may share one metrics JSON: its table goes with the first
             values = {}
+            record = status.read_record(r["figure"]) or (
+                status.read_record(r["metrics"]) if r.get("metrics") else None)
+            if record is not None:  # this step failed for this session: say so, no figure
+                items.append({"title": r["title"], "step": r["step"], "caption": "",
+                              "methods": r.get("methods", ""), "image": None, "metrics": [],
+                              "failed": status.describe(record)})
+                continue
             if r.get("metrics") and str(r["metrics"]) not in seen_files:
                 seen_files.add(str(r["metrics"]))
                 values = {k: _scalar(v) for k, v in read_json(r["metrics"]).items()}
@@ -126,14 +135,20 @@ def session_context(participant_id: str, session: str, *, reportlets: list[dict]
                 "methods": r.get("methods", ""), "image": png_data_uri(r["figure"]),
                 "metrics": [_metric_row(k, v, summary, index, threshold)
                             for k, v in values.items()],
+                "failed": None,
             })
         rest = [c for c in features.columns
                 if group.modality_of(c) == modality and c not in shown
                 and not c.endswith("_status")]
         metrics = [_metric_row(c, _value(features, c, index), summary, index, threshold)
                    for c in rest]
+        stream_status = {stream: _text(_value(features, f"{stream}_status", index))
+                         for stream, item in dictionary.STREAM_MODALITY.items()
+                         if item == modality and f"{stream}_status" in features.columns}
         sections.append({
             "modality": modality, "label": MODALITY_LABELS.get(modality, modality),
+            "not_ok": {k: v for k, v in stream_status.items() if v and v != "ok"},
+            "n_failed": sum(1 for it in items if it["failed"]),
             "metrics": metrics, "reportlets": items, "recorded": recorded.get(modality),
             "excluded": excluded_streams([modality]) if modality in failed else [],
             "n_outliers": sum(m["outlier"] for m in metrics)

@@ -16,13 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.errors import PipelineInputError
-from pipeline.features.dictionary import STREAM_MODALITY
+from pipeline.features.dictionary import RATED_ITEMS, STREAM_MODALITY
 
 log = logging.getLogger(__name__)
 
 RATING_COLUMNS = ("participant_id", "session", "modality", "rating", "rater", "comment",
                   "timestamp")
-MODALITIES = ("T1w", "FLAIR", "dwi", "bold")
+MODALITIES = RATED_ITEMS
 RATINGS = ("pass", "fail", "uncertain")
 # worst first: the session's qc_status is the worst rating over its modalities
 _SEVERITY = {"fail": 0, "uncertain": 1, "pass": 2}

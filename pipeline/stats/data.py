@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineInputError
+from pipeline.features.dictionary import RATED_ITEMS as MODALITIES
 from pipeline.features.dictionary import STREAM_MODALITY
 
 log = logging.getLogger(__name__)
 RATING_COLUMNS = ("participant_id", "session", "modality", "rating", "rater", "comment", "timestamp")
-MODALITIES = ("T1w", "FLAIR", "dwi", "bold")
 TRUE_VALUES = ("yes", "true", "1", "y", "1.0")
 EXCLUSION_COLUMNS = ["scope", "participant_id", "session", "outcome", "analysis_set", "reason"]
 

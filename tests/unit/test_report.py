@@ -80,7 +80,7 @@ def test_merge_ratings_flags_failed_streams_keeps_values(tmp_path, caplog):
     merged = merge_ratings(features, ratings).set_index(["participant_id", "session"])
     assert merged.loc[("sub-01", "m06"), "flair_rating"] == "fail"
     assert merged.loc[("sub-01", "m06"), "qc_status"] == "fail"
-    assert merged.loc[("sub-01", "m06"), "qc_excluded_streams"] == "flair,lesion"
+    assert merged.loc[("sub-01", "m06"), "qc_excluded_streams"] == "flair"   # lesion rated apart
     assert merged.loc[("sub-01", "m06"), "flair_snr"] == 11.0       # kept, only flagged
     assert merged.loc[("sub-02", "baseline"), "qc_status"] == "pass"
     assert merged.loc[("sub-02", "baseline"), "qc_excluded_streams"] == ""

@@ -36,6 +36,7 @@ rule anat_brainmask:
         metrics=ANAT_METRICS,
         figure=ANAT_FIGURE,
     params:
+        on_error=ON_ERROR,
         registration_voxel_mm=config["anat"]["registration_voxel_mm"],
         n4_shrink_factor=config["anat"]["n4_shrink_factor"],
         manual_threshold=config["lesion"]["manual_threshold"],
@@ -58,4 +59,4 @@ rule anat_brainmask:
         " --registration-voxel-mm {params.registration_voxel_mm}"
         " --n4-shrink-factor {params.n4_shrink_factor}"
         " --manual-threshold {params.manual_threshold} {params.manual_labels}"
-        " {params.optional} --log {log}"
+        " {params.optional} --log {log} {params.on_error}"

@@ -62,6 +62,7 @@ rule anat_register:
         metrics=ANAT_REG_METRICS,
         figure=ANAT_REG_FIGURE,
     params:
+        on_error=ON_ERROR,
         registration_voxel_mm=config["anat"]["registration_voxel_mm"],
         mask_dilation_mm=config["anat"]["template_mask_dilation_mm"],
         syn_iterations=" ".join(str(i) for i in config["anat"]["syn_iterations"]),
@@ -89,7 +90,7 @@ rule anat_register:
         " --registration-voxel-mm {params.registration_voxel_mm}"
         " --mask-dilation-mm {params.mask_dilation_mm}"
         " --syn-iterations {params.syn_iterations} --lesion-fill {params.lesion_fill}"
-        " --lesion-mask {input.lesion} {params.optional} --log {log}"
+        " --lesion-mask {input.lesion} {params.optional} --log {log} {params.on_error}"
 
 
 rule anat_segment:
@@ -104,6 +105,7 @@ rule anat_segment:
         metrics=ANAT_SEG_METRICS,
         figure=ANAT_SEG_FIGURE,
     params:
+        on_error=ON_ERROR,
         prior_weight=config["anat"]["prior_weight"],
         mrf_weight=config["anat"]["mrf_weight"],
     container:
@@ -121,7 +123,7 @@ rule anat_segment:
         " --out-mask {output.mask} --out-dseg {output.dseg} --out-probseg {output.probseg}"
         " --out-metrics {output.metrics} --out-figure {output.figure} --threads {threads}"
         " --prior-weight {params.prior_weight} --mrf-weight {params.mrf_weight}"
-        " --lesion-mask {input.lesion} --log {log}"
+        " --lesion-mask {input.lesion} --log {log} {params.on_error}"
 
 
 rule anat_thickness:
@@ -138,6 +140,7 @@ rule anat_thickness:
         metrics=ANAT_THICKNESS_METRICS,
         figure=ANAT_THICKNESS_FIGURE,
     params:
+        on_error=ON_ERROR,
         method=config["anat"]["thickness_method"],
         grid_mm=config["anat"]["thickness_grid_mm"],
         jump_mm=config["anat"]["thickness_sulcal_jump_mm"],
@@ -160,4 +163,4 @@ rule anat_thickness:
         " --out-metrics {output.metrics} --out-figure {output.figure} --threads {threads}"
         " --method {params.method} --grid-mm {params.grid_mm} --sulcal-jump-mm {params.jump_mm}"
         " --voxel-mm {params.voxel_mm} --iterations {params.iterations}"
-        " --lesion-side {input.side} --log {log}"
+        " --lesion-side {input.side} --log {log} {params.on_error}"

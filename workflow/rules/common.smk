@@ -13,6 +13,10 @@ TASK = config["task"]
 THREADS = config["resources"]["threads_per_job"]
 CONFIG_HASH = config_hash(config)
 CONTAINER = config["container"]
+# Stream rules record a named input error for the session instead of failing the job
+# (pipeline/status.py): the session's other streams, its feature row, its QC page and
+# the statistics are still built. Unexpected errors still fail the job.
+ON_ERROR = "--on-error record"
 
 wildcard_constraints:
     subject="[a-zA-Z0-9]+",
@@ -102,8 +106,9 @@ ALL_SESSIONS = list(_ROWS)
 
 
 def sessions_with(modality):
-    """(subject, session) pairs where ``modality`` will run."""
-    return bidsio.runnable(INVENTORY, modality)
+    """(subject, session) pairs where ``modality`` will run ("lesion": every session
+    with a T1w, whose lesion comes from a FLAIR, a manual mask or neither)."""
+    return bidsio.runnable(INVENTORY, "T1w" if modality == "lesion" else modality)
 
 
 def raw(column):

@@ -67,6 +67,8 @@ rule dwi_qc:
         bvec=raw("bvec"),
     output:
         metrics=DWI_METRICS,
+    params:
+        on_error=ON_ERROR,
     container:
         CONTAINER
     log:
@@ -78,7 +80,7 @@ rule dwi_qc:
         runtime=5,
     shell:
         "resstore dwi-qc --dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
-        " --out-metrics {output.metrics} --log {log}"
+        " --out-metrics {output.metrics} --log {log} {params.on_error}"
 
 
 rule dwi_preproc:
@@ -102,6 +104,7 @@ rule dwi_preproc:
         motion_figure=DWI_FIG_MOTION,
         residual_figure=DWI_FIG_RESIDUAL,
     params:
+        on_error=ON_ERROR,
         denoise=config["dwi"]["denoise"],
         patch_radius=config["dwi"]["denoise_patch_radius"],
         rician="yes" if config["dwi"]["rician_correction"] else "no",
@@ -137,7 +140,7 @@ rule dwi_preproc:
         " --motion-iterations {params.iterations} --motion-shrink-factors {params.shrink}"
         " --tensor-fit {params.fit} --outlier-slice-z {params.slice_z}"
         " --outlier-displacement-mm {params.displacement}"
-        " --exclude-outlier-volumes {params.exclude} --threads {threads} --log {log}"
+        " --exclude-outlier-volumes {params.exclude} --threads {threads} --log {log} {params.on_error}"
 
 
 rule dwi_regions:
@@ -158,6 +161,7 @@ rule dwi_regions:
         dseg=DWI_REGIONS,
         figure=DWI_FIG_REGIONS,
     params:
+        on_error=ON_ERROR,
         wm=config["dwi"]["wm_fraction_min"],
         region=config["dwi"]["region_fraction_min"],
         dilation=config["dwi"]["lesion_dilation_mm"],
@@ -180,4 +184,4 @@ rule dwi_regions:
         " --out-metrics {output.metrics} --out-dseg {output.dseg} --out-figure {output.figure}"
         " --wm-fraction-min {params.wm} --region-fraction-min {params.region}"
         " --lesion-dilation-mm {params.dilation} --statistic {params.statistic}"
-        " --threads {threads} --log {log}"
+        " --threads {threads} --log {log} {params.on_error}"

@@ -9,6 +9,8 @@ rule flair_qc:
         flair=raw("flair"),
     output:
         metrics=FLAIR_METRICS,
+    params:
+        on_error=ON_ERROR,
     container:
         CONTAINER
     log:
@@ -19,4 +21,4 @@ rule flair_qc:
         mem_mb=1500,
         runtime=5,
     shell:
-        "resstore flair-qc --flair {input.flair} --out-metrics {output.metrics} --log {log}"
+        "resstore flair-qc --flair {input.flair} --out-metrics {output.metrics} --log {log} {params.on_error}"

@@ -76,6 +76,7 @@ rule func_preproc:
         figure_motion=BOLD_FIG_MOTION,
         figure_tsnr=BOLD_FIG_TSNR,
     params:
+        on_error=ON_ERROR,
         dummy=("" if FUNC["dummy_scans"] is None else f"--dummy-scans {FUNC['dummy_scans']}"),
         stc="yes" if FUNC["slice_timing_correction"] else "no",
         fd_threshold_mm=config["qc"]["bold_fd_threshold_mm"],
@@ -95,7 +96,7 @@ rule func_preproc:
         " --out-confounds {output.confounds} --out-metrics {output.metrics}"
         " --out-figure-motion {output.figure_motion} --out-figure-tsnr {output.figure_tsnr}"
         " {params.dummy} --slice-timing-correction {params.stc}"
-        " --fd-threshold-mm {params.fd_threshold_mm} --threads {threads} --log {log}"
+        " --fd-threshold-mm {params.fd_threshold_mm} --threads {threads} --log {log} {params.on_error}"
 
 
 rule func_coreg:
@@ -108,6 +109,7 @@ rule func_coreg:
         metrics=BOLD_COREG_METRICS,
         figure=BOLD_FIG_COREG,
     params:
+        on_error=ON_ERROR,
         registration_voxel_mm=FUNC["registration_voxel_mm"],
     container:
         CONTAINER
@@ -123,7 +125,7 @@ rule func_coreg:
         "resstore func-coreg --boldref {input.boldref} --t1w {input.t1w}"
         " --brain-mask {input.brain_mask} --out-xfm {output.xfm} --out-metrics {output.metrics}"
         " --out-figure {output.figure} --registration-voxel-mm {params.registration_voxel_mm}"
-        " --threads {threads} --log {log}"
+        " --threads {threads} --log {log} {params.on_error}"
 
 
 rule func_glm:
@@ -148,6 +150,7 @@ rule func_glm:
         figure_design=BOLD_FIG_DESIGN,
         figure_zmap=BOLD_FIG_ZMAP,
     params:
+        on_error=ON_ERROR,
         contrasts=lambda wildcards, output: FUNC_CONTRAST_ARGS + "".join(
             f" --out-zmap {name}={path}" for name, path in zip(FUNC_CONTRASTS, output.zmaps)),
         primary=FUNC["primary_contrast"],
@@ -186,4 +189,4 @@ rule func_glm:
         " --spike-regressors {params.spikes} --fd-threshold-mm {params.fd_threshold_mm}"
         " --z-threshold {params.z_threshold} --fwe-alpha {params.fwe_alpha}"
         " --atlas-min-fraction {params.atlas_min_fraction}"
-        " --lesion-min-fraction {params.lesion_min_fraction} --threads {threads} --log {log}"
+        " --lesion-min-fraction {params.lesion_min_fraction} --threads {threads} --log {log} {params.on_error}"

@@ -15,9 +15,9 @@ LESION_FIGURE = deriv("figures", "FLAIR", ".png", desc="lesion")
 LESION_CFG = config["lesion"]
 PARTICIPANTS_TSV = os.path.join(config["bids_dir"], "participants.tsv")
 
-register_metrics("lesion", "T1w", LESION_METRICS)
+register_metrics("lesion", "lesion", LESION_METRICS)
 register_reportlet(
-    modality="T1w", step="lesion", title="Lesion segmentation", figure=LESION_FIGURE,
+    modality="lesion", step="lesion", title="Lesion segmentation", figure=LESION_FIGURE,
     metrics=LESION_METRICS,
     caption="Lesion outline (red; yellow: manual mask or, when the manual mask is used, the "
     "automatic one) on the FLAIR registered to the T1w and on the T1w, slices through the lesion.",
@@ -47,6 +47,7 @@ rule lesion_segment:
         metrics=LESION_METRICS,
         figure=LESION_FIGURE,
     params:
+        on_error=ON_ERROR,
         flair=LESION_INPUTS.option("--flair", "flair"),
         manual=LESION_INPUTS.option("--manual", "manual"),
         manual_overrides=LESION_CFG["manual_overrides_automatic"],
@@ -87,7 +88,7 @@ rule lesion_segment:
         " --registration-voxel-mm {params.registration_voxel_mm}"
         " --n4-shrink-factor {params.n4_shrink_factor}"
         " --out-mask {output.mask} --out-metrics {output.metrics} --out-figure {output.figure}"
-        " --threads {threads} --log {log}"
+        " --threads {threads} --log {log} {params.on_error}"
 
 
 rule lesion_side:

@@ -7,9 +7,9 @@
 LESION_LOAD_METRICS = deriv("anat", "metrics", ".json", desc="lesionload")
 LESION_LOAD_FIGURE = deriv("figures", "T1w", ".png", desc="cstload")
 
-register_metrics("lesion", "T1w", LESION_LOAD_METRICS)
+register_metrics("lesion", "lesion", LESION_LOAD_METRICS)
 register_reportlet(
-    modality="T1w", step="cstload", title="Corticospinal tract lesion load",
+    modality="lesion", step="cstload", title="Corticospinal tract lesion load",
     figure=LESION_LOAD_FIGURE, metrics=LESION_LOAD_METRICS,
     caption="Lesion (red) with the ipsilesional (blue) and contralesional (green) "
     "corticospinal tracts (Juelich atlas, probability > 25 %, through the lesion-masked SyN) "
@@ -33,6 +33,7 @@ rule lesion_load:
         metrics=LESION_LOAD_METRICS,
         figure=LESION_LOAD_FIGURE,
     params:
+        on_error=ON_ERROR,
         baseline=LESION_INPUTS.option("--baseline-metrics", "baseline"),
         is_baseline=lambda wildcards: (
             "--is-baseline" if wildcards.session == config["baseline_session"] else ""
@@ -52,4 +53,4 @@ rule lesion_load:
         " --side {input.side} --metrics {input.metrics} --atlas {input.atlas}"
         " --xfm-syn {input.xfm_syn} {params.baseline} {params.is_baseline}"
         " --out-metrics {output.metrics} --out-figure {output.figure} --threads {threads}"
-        " --log {log}"
+        " --log {log} {params.on_error}"
