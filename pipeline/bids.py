@@ -200,3 +200,70 @@ def runnable(inventory: pd.DataFrame, modality: str) -> list[tuple[str, str]]:
         if row.status == "ok" and modality in row.modalities.split(","):
             out.append((row.participant_id.removeprefix("sub-"), row.session))
     return out
+
+
+INDEX_LOG = "index.log"
+
+
+def fingerprint(bids_dir) -> str:
+    """SHA-256 of every file's relative path, size and modification time (a cheap
+    stand-in for the dataset's content: any added, removed or rewritten file changes it)."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256()
+    root = Path(bids_dir).resolve()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def cached_inventory(bids_dir, cache_dir, **options) -> pd.DataFrame:
+    """:func:`discover`, computed once per dataset state and configuration.
+
+    The workflow parses its Snakefile in every job (every SLURM job re-reads it), and
+    indexing a BIDS dataset with pybids (validation included) and reading every
+    header takes seconds to minutes. The inventory is therefore stored in
+    ``cache_dir`` under a key made of the options and :func:`fingerprint`; a parse
+    that finds it reads it back. Each real indexing appends a line to
+    ``cache_dir/index.log`` (a test counts them).
+    """
+    import hashlib
+    import json
+    import os
+    import socket
+    import time
+
+    cache_dir = Path(cache_dir)
+    key = hashlib.sha256(json.dumps(
+        {"bids": str(Path(bids_dir).resolve()), "fingerprint": fingerprint(bids_dir),
+         **{k: (list(v) if isinstance(v, tuple | list) else v) for k, v in sorted(options.items())}},
+        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = cache_dir / f"inventory-{key}.tsv"
+    if path.exists():
+        return _read_inventory(path)
+    table = discover(bids_dir, **options)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    table.to_csv(tmp, sep="\t", index=False)
+    os.replace(tmp, path)
+    with open(cache_dir / INDEX_LOG, "a") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {socket.gethostname()} "
+                     f"pid {os.getpid()} indexed {Path(bids_dir).resolve()} -> {path.name}\n")
+    return _read_inventory(path)  # the same table whether it was computed or read
+
+
+def _read_inventory(path) -> pd.DataFrame:
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    table = table.reindex(columns=list(INVENTORY_COLUMNS))
+    for column in FILE_COLUMNS:
+        table[column] = table[column].replace({"": None})
+    table["bold_tr_s"] = pd.to_numeric(table["bold_tr_s"].replace({"": None}), errors="coerce")
+    return table

@@ -45,12 +45,14 @@ def _cmd_simulate(args) -> None:
 
 
 def _cmd_inventory(args) -> None:
-    from pipeline.bids import discover
+    from pipeline.bids import cached_inventory, discover
     from pipeline.io import _atomic_write
 
-    inv = discover(args.bids_dir, sessions=args.sessions, task=args.task,
-                   participant_label=args.participant_label or (), exclude=args.exclude or (),
+    options = dict(sessions=args.sessions, task=args.task,
+                   participant_label=args.participant_label or [], exclude=args.exclude or [],
                    lesion_roi_dir=args.lesion_roi_dir)
+    inv = (cached_inventory(args.bids_dir, args.cache_dir, **options) if args.cache_dir
+           else discover(args.bids_dir, **options))
     _atomic_write(Path(args.out), lambda tmp: inv.to_csv(tmp, sep="\t", index=False,
                                                         na_rep="n/a"))
     for row in inv.itertuples():
@@ -179,8 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="motor")
     p.add_argument("--participant-label", nargs="*")
     p.add_argument("--exclude", nargs="*")
-    p.add_argument("--lesion-roi-dir")
-    p.add_argument("--out", required=True)
+    p.add_argument("--lesion-roi-dir", help="extra folder of manual lesion masks")
+    p.add_argument("--cache-dir", help="inventory cache (the workflow's <output_dir>/.resstore): "
+                   "the dataset is indexed once per state and configuration")
+    p.add_argument("--out", required=True, help="sessions.tsv")
 
     p = command("flair-qc", _cmd_flair_qc, "FLAIR image-quality metrics")
     p.add_argument("--flair", required=True)

@@ -40,21 +40,26 @@ def session_row(participant_id: str, session: str, metric_files: dict, *,
                                if f"{modality.lower()} skipped" in p.lower()), "")
             row[f"{stream}_status"] = reason or f"no {modality} in this session"
             continue
-        metrics, failures = {}, []
+        metrics, failures, statements = {}, [], []
         for one in ([path] if isinstance(path, str | bytes) or hasattr(path, "__fspath__")
                     else path):
             record = status.read_record(one)
             if record is not None:  # this step failed: its columns stay NA
                 failures.append(status.describe(record))
                 continue
-            metrics.update(read_json(one))
+            values = read_json(one)
+            statements.append(values.pop(f"{stream}_status", None))
+            metrics.update(values)
         unknown = set(metrics) - set(dictionary.FEATURES)
         if unknown:
             raise KeyError(f"{path}: undeclared feature(s) {sorted(unknown)}; declare them in "
                            "pipeline/features/dictionary.py")
         # a stream may state its own status (e.g. the lesion stream without a FLAIR or a
         # manual mask, or an automatic mask that needs review)
-        stated = metrics.pop(f"{stream}_status", None)
+        stated = "; ".join(dict.fromkeys(x for x in statements if x)) or None
+        if stated and "needs_review" in stated:
+            stated = "needs_review: " + "; ".join(
+                part.removeprefix("needs_review: ") for part in stated.split("; "))
         if failures:
             # the steps that did not fail keep their (valid) columns; the status says the
             # stream failed, and the stats leave all of its features out for this session

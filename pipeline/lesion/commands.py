@@ -33,7 +33,11 @@ def _cmd_segment(args) -> None:
                      brain_dilation_mm=args.brain_dilation_mm),
         bilateral_fraction=args.bilateral_fraction,
         registration_voxel_mm=args.registration_voxel_mm,
-        n4_shrink_factor=args.n4_shrink_factor)
+        n4_shrink_factor=args.n4_shrink_factor,
+        dwi=(args.dwi, args.bval, args.bvec) if args.dwi else None, baseline=args.is_baseline,
+        adc_threshold=args.adc_threshold,
+        gate_limits={k: getattr(args, k) for k in ("max_brain_fraction", "max_csf_fraction",
+                                                   "min_dwi_support", "max_growth")})
 
 
 def _cmd_side(args) -> None:
@@ -53,7 +57,7 @@ def _cmd_load(args) -> None:
                 atlas=args.atlas, xfm_syn=args.xfm_syn,
                 metrics=args.metrics, baseline_metrics=args.baseline_metrics,
                 is_baseline=args.is_baseline, out_metrics=args.out_metrics,
-                out_figure=args.out_figure)
+                out_figure=args.out_figure, gate_limits={"max_growth": args.max_growth})
 
 
 def register(command) -> None:
@@ -80,7 +84,16 @@ def register(command) -> None:
                    help="probability maps: lesion where the value is >= this")
     p.add_argument("--manual-labels", type=int, nargs="*", default=default("manual_labels"),
                    help="lesion label value(s) of a multi-label manual mask")
-    for key, kind in (("seed_z", float), ("seed_smoothing_mm", float), ("grow_z", float),
+    p.add_argument("--dwi", help="the session's raw DWI (baseline: acute DWI/ADC evidence); "
+                   "its .bval/.bvec are --bval/--bvec")
+    p.add_argument("--bval", help="b-values of --dwi")
+    p.add_argument("--bvec", help="b-vectors of --dwi")
+    p.add_argument("--is-baseline", action="store_true",
+                   help="this is the baseline visit (subacute: DWI evidence, no cavitation yet)")
+    for key, kind in (("adc_threshold", float), ("max_brain_fraction", float),
+                      ("max_csf_fraction", float), ("min_dwi_support", float),
+                      ("max_growth", float),
+                      ("seed_z", float), ("seed_smoothing_mm", float), ("grow_z", float),
                       ("asymmetry_z", float), ("min_component_ml", float),
                       ("core_enclosure", float), ("brain_dilation_mm", float),
                       ("bilateral_fraction", float), ("registration_voxel_mm", float),
@@ -109,4 +122,6 @@ def register(command) -> None:
         p.add_argument(opt, required=True, help=help_)
     p.add_argument("--baseline-metrics", help="lesion metrics JSON of the baseline session")
     p.add_argument("--is-baseline", action="store_true", help="this session is the baseline")
+    p.add_argument("--max-growth", type=float, default=default("max_growth"),
+                   help="plausibility gate: follow-up volume at most this times the baseline's")
     p.add_argument("--threads", type=int, default=1, help="ITK threads")

@@ -18,7 +18,7 @@ from pipeline import status
 from pipeline.antsio import read_ants_affine
 from pipeline.errors import PipelineInputError
 from pipeline.io import read_json, save_image, write_json
-from pipeline.lesion import measures
+from pipeline.lesion import measures, plausibility
 from pipeline.lesion.figures import lesion_mosaic
 from pipeline.lesion.space import apply_affine
 from pipeline.orientation import check_same_grid, read_image, read_image_storage
@@ -34,7 +34,8 @@ METHOD = ("unsupervised: normal-tissue (T1w, FLAIR) Gaussian mixture with outlie
 def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, out_mask, out_metrics,
                     out_figure, manual_overrides=True, manual_threshold=0.5, manual_labels=None,
                     options=None, bilateral_fraction=0.2, registration_voxel_mm=2.0,
-                    n4_shrink_factor=4) -> dict:
+                    n4_shrink_factor=4, dwi=None, baseline=False, gate_limits=None,
+                    adc_threshold=620e-6) -> dict:
     """Lesion mask (space-T1w) and volume metrics of one session.
 
     Source of the mask: the manual mask when given and ``manual_overrides``;
@@ -44,6 +45,13 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
     other streams run unmasked). Every image enters through the orientation
     contract (:mod:`pipeline.orientation`): raw inputs in any storage, all
     arrays on the canonical T1w grid.
+
+    At the baseline visit with a DWI (``dwi``: (dwi, bval, bvec) paths), the
+    acute core (DWI-bright and ADC below ``adc_threshold``,
+    :mod:`pipeline.lesion.acute`) joins the automatic mask and is the evidence
+    the ``dwi_support`` gate checks. Plausibility gates
+    (:mod:`pipeline.lesion.plausibility`) are reported for every mask; a failed
+    gate on an automatic mask sets ``lesion_status`` to ``needs_review``.
     """
     from pipeline.lesion.automatic import automatic_lesion
     from pipeline.lesion.manual import read_manual_mask
@@ -57,7 +65,7 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
     if manual:
         read = read_manual_mask(manual, t1_img, threshold=manual_threshold, labels=manual_labels)
         manual_mask, manual_rule = read.mask, read.rule
-    automatic, flair_t1w, seg_metrics, model = None, None, {}, {}
+    automatic, flair_t1w, seg_metrics, model, model_obj = None, None, {}, {}, None
     if flair:
         flair_img, flair_storage = read_image_storage(flair, what="FLAIR")
         raw_img = read_image(t1w_raw, what="T1w")
@@ -71,6 +79,16 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
                                                   "lesion_core_volume_ml", "lesion_n_components")}}
         model = {k: v for k, v in seg.metrics.items() if k.startswith("lesion_model")}
         model["flair_storage"] = flair_storage.sidecar()
+        model_obj = seg.model
+    acute = None
+    if dwi and baseline:
+        from pipeline.dwi.gradients import load_dwi
+        from pipeline.lesion.acute import acute_evidence
+
+        acute = acute_evidence(load_dwi(*dwi), t1_img, mask_img, adc_threshold=adc_threshold)
+        seg_metrics.update(acute.metrics)
+        if automatic is not None:  # subacute: the FLAIR lesion and the diffusion core
+            automatic = automatic | acute.core
     if manual_mask is not None and (manual_overrides or automatic is None):
         lesion, source = manual_mask, "manual"
     elif automatic is not None:
@@ -84,11 +102,21 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
         metrics["lesion_status"] = "no FLAIR and no manual lesion mask in this session"
     metrics.update(seg_metrics)
     metrics["lesion_source"] = source
+    gates = _gates(lesion, t1_img, mask_img, to_mni, flair_t1w=flair_t1w,
+                   model=model_obj, baseline=baseline, acute=acute, limits=gate_limits)
+    metrics["lesion_plausibility"] = plausibility.summary(gates)
+    if acute is not None and lesion.any():
+        metrics["lesion_dwi_support_fraction"] = float(acute.bright[lesion].mean())
+        metrics["lesion_adc_median_um2_ms"] = float(np.median(acute.adc[lesion]) * 1e3)
+    if source == "automatic" and any(not g.passed for g in gates):
+        metrics["lesion_status"] = "needs_review: " + metrics["lesion_plausibility"].split(": ", 1)[1]
     metrics["lesion_manual_automatic_dice"] = (
         measures.dice(manual_mask, automatic)
         if manual_mask is not None and automatic is not None else None)
     params = {"source": source, "manual_overrides": manual_overrides, "method": METHOD,
-              "manual_mask_rule": manual_rule, **(options or {}), **model}
+              "manual_mask_rule": manual_rule, **(options or {}), **model,
+              "plausibility_gates": [g.to_dict() for g in gates],
+              "diffusion_evidence": acute is not None}
     save_image(nib.Nifti1Image(lesion.astype(np.uint8), t1_img.affine), out_mask,
                sources=[s for s in (t1w_raw, t1w, flair, manual, brain_mask, xfm) if s],
                parameters=params,
@@ -103,12 +131,38 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
     if automatic is not None and source == "manual":
         contours = {"manual": contours["lesion"],
                     "lesion": nib.Nifti1Image(automatic.astype(np.uint8), t1_img.affine)}
+    if acute is not None:
+        contours["ADC core"] = nib.Nifti1Image(acute.core.astype(np.uint8), t1_img.affine)
     vol = metrics["lesion_volume_ml"]
     rule = f"; manual mask: {manual_rule}" if manual_rule and source == "manual" else ""
     lesion_mosaic(rows, contours, out_figure, focus="lesion",
                   title=f"{Path(t1w).name.split('_desc')[0]}: lesion ({source}"
                         + (f", {vol:.1f} mL" if vol is not None else "") + f"){rule}")
     return metrics
+
+
+def _gates(lesion, t1_img, mask_img, to_mni, *, flair_t1w, model, baseline, acute,
+           limits) -> list:
+    """Plausibility gates of one session's mask (:mod:`pipeline.lesion.plausibility`)."""
+    from pipeline.lesion.segment import white_matter_level
+    from pipeline.lesion.space import mirror
+
+    brain = np.asarray(mask_img.dataobj) > 0.5
+    t1 = t1_img.get_fdata(dtype=np.float32)
+    if model is not None:
+        t1n = t1 / model.wm_t1w_raw
+        levels = model.t1w
+    else:  # no FLAIR: T1w levels from the brain's histogram alone
+        t1n = t1 / white_matter_level(t1[brain])
+        levels = {"csf": 0.3, "gm": 0.7}
+    flairn = mirrored = None
+    if flair_t1w is not None and model is not None:
+        flairn = flair_t1w.get_fdata(dtype=np.float32) / model.wm_flair_raw
+        mirrored = mirror(flairn, t1_img.affine, to_mni)
+    return plausibility.session_gates(
+        lesion, brain=brain, t1n=t1n, flairn=flairn, flair_mirror=mirrored,
+        csf_t1_level=levels["csf"], gm_t1_level=levels["gm"], baseline=baseline,
+        dwi_bright=None if acute is None else acute.bright, limits=limits)
 
 
 def read_participant_side(participants, subject: str) -> str | None:
@@ -177,7 +231,7 @@ def _syn_point_map(xfm_syn):
 
 
 def lesion_load(*, lesion_mask, t1w, side_json, atlas, xfm_syn, metrics, out_metrics,
-                out_figure, baseline_metrics=None, is_baseline=False) -> dict:
+                out_figure, baseline_metrics=None, is_baseline=False, gate_limits=None) -> dict:
     """CST lesion load (ipsilesional), MNI centroid and volume change of one session.
 
     The CST comes from the anatomy stream's atlas regions (Juelich CST brought
@@ -220,9 +274,19 @@ def lesion_load(*, lesion_mask, t1w, side_json, atlas, xfm_syn, metrics, out_met
     out.update(lesion_centroid_mni_x=float(c[0]), lesion_centroid_mni_y=float(c[1]),
                lesion_centroid_mni_z=float(c[2]))
     volume = session_metrics.get("lesion_volume_ml")
-    base = read_json(baseline_metrics).get("lesion_volume_ml") if baseline_metrics else None
+    baseline_data = (read_json(baseline_metrics) if baseline_metrics
+                     and status.read_record(baseline_metrics) is None else {})
+    base = baseline_data.get("lesion_volume_ml")
     if is_baseline:
         base = volume
+    elif baseline_data:
+        gates = plausibility.change_gates(
+            volume_ml=volume, baseline_ml=base, side=session_metrics.get("lesion_side_session"),
+            baseline_side=baseline_data.get("lesion_side_session"), limits=gate_limits)
+        out["lesion_plausibility_change"] = plausibility.summary(gates)
+        if session_metrics.get("lesion_source") == "automatic" and any(not g.passed for g in gates):
+            out["lesion_status"] = ("needs_review: "
+                                    + out["lesion_plausibility_change"].split(": ", 1)[1])
     change = (volume - base) if (volume is not None and base is not None) else None
     out["lesion_volume_change_ml"] = change
     out["lesion_volume_change_percent"] = (100.0 * change / base

@@ -45,6 +45,13 @@ class LesionInputs:
 
         return lookup
 
+    def baseline_dwi(self, wildcards) -> dict:
+        """The raw DWI series (dwi, bval, bvec) of a baseline session that has one, else {}."""
+        row = self.rows[(wildcards.subject, wildcards.session)]
+        if wildcards.session != self.baseline or not self._has("dwi", wildcards):
+            return {}
+        return {"dwi": row["dwi"], "bval": row["bval"], "bvec": row["bvec"]}
+
     def reference_session(self, subject: str) -> str | None:
         """Session whose lesion decides the side: the baseline when it has a FLAIR or
         a manual mask, else the first such session, else the first with a T1w."""

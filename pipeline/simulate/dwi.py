@@ -65,7 +65,9 @@ FA_CST = 0.70
 S0_RELATIVE = {"wm": 1.0, "gm": 1.3, "csf": 3.5}
 """b=0 signal (proton density x exp(-TE/T2) at TE 80 ms) relative to WM."""
 LESION_EFFECT = {
-    "subacute": {"fa": 0.6, "md": 1.1, "s0_towards_csf": 0.1},
+    # days 1-10: cytotoxic oedema restricts diffusion (ADC about 0.6 of normal, below the
+    # 620e-6 mm2/s clinical core threshold) while T2 rises: DWI-bright, ADC-dark
+    "subacute": {"fa": 0.6, "md": 0.6, "s0_towards_csf": 0.1},
     "chronic": {"fa": 0.5, "md": 1.6, "s0_towards_csf": 0.5},
 }
 """Lesioned tissue: FA and MD factors of the underlying tissue, and the fraction

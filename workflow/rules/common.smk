@@ -3,6 +3,7 @@
 # pipeline.paths.bids_path; producing and consuming rules use the same constant.
 
 import hashlib
+import os
 
 from pipeline import bids as bidsio
 from pipeline.config import config_hash
@@ -94,8 +95,10 @@ def register_reportlet(*, modality, step, title, figure, metrics=None, caption="
 
 
 # --- input discovery (read only) ------------------------------------------------
-INVENTORY = bidsio.discover(
-    config["bids_dir"], sessions=config["sessions"], task=TASK,
+# computed once per dataset state and configuration, read back by every later parse
+# (every SLURM job parses this file): pipeline.bids.cached_inventory
+INVENTORY = bidsio.cached_inventory(
+    config["bids_dir"], os.path.join(OUT, ".resstore"), sessions=config["sessions"], task=TASK,
     participant_label=config["participant_label"], exclude=config["exclude"],
     lesion_roi_dir=config["lesion_roi_dir"],
 )

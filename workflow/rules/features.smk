@@ -14,6 +14,7 @@ rule inventory:
             f"--lesion-roi-dir {config['lesion_roi_dir']}" if config["lesion_roi_dir"] else ""
         ),
         digest=INVENTORY_DIGEST,
+        cache_dir=os.path.join(OUT, ".resstore"),
     container:
         CONTAINER
     log:
@@ -21,7 +22,8 @@ rule inventory:
     shell:
         "resstore inventory --bids-dir {params.bids_dir} --sessions {params.sessions}"
         " --task {params.task} --participant-label {params.participant_label}"
-        " --exclude {params.exclude} {params.lesion_roi_dir} --out {output} --log {log}"
+        " --exclude {params.exclude} {params.lesion_roi_dir} --cache-dir {params.cache_dir}"
+        " --out {output} --log {log}"
 
 
 rule session_features:

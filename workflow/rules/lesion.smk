@@ -36,6 +36,7 @@ LESION_INPUTS = LesionInputs(
 
 rule lesion_segment:
     input:
+        unpack(LESION_INPUTS.baseline_dwi),
         t1w=T1W_PREPROC,
         t1w_raw=raw("t1w"),
         brain_mask=BRAIN_MASK_AFFINE,
@@ -50,6 +51,16 @@ rule lesion_segment:
         on_error=ON_ERROR,
         flair=LESION_INPUTS.option("--flair", "flair"),
         manual=LESION_INPUTS.option("--manual", "manual"),
+        dwi=lambda wildcards, input: (
+            f"--dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}" if "dwi" in input.keys() else ""
+        ),
+        is_baseline=lambda wildcards: (
+            "--is-baseline" if wildcards.session == config["baseline_session"] else ""
+        ),
+        gates=" ".join(
+            f"--{key.replace('_', '-')} {LESION_CFG[key]}"
+            for key in ("adc_threshold", "max_brain_fraction", "max_csf_fraction", "min_dwi_support")
+        ),
         manual_overrides=LESION_CFG["manual_overrides_automatic"],
         manual_threshold=LESION_CFG["manual_threshold"],
         manual_labels=option_list("--manual-labels", LESION_CFG["manual_labels"]),
@@ -76,7 +87,8 @@ rule lesion_segment:
     shell:
         "resstore lesion-segment --t1w {input.t1w} --t1w-raw {input.t1w_raw}"
         " --brain-mask {input.brain_mask}"
-        " --xfm {input.xfm} {params.flair} {params.manual}"
+        " --xfm {input.xfm} {params.flair} {params.manual} {params.dwi} {params.is_baseline}"
+        " {params.gates}"
         " --manual-overrides {params.manual_overrides}"
         " --manual-threshold {params.manual_threshold} {params.manual_labels}"
         " --seed-z {params.seed_z} --seed-smoothing-mm {params.seed_smoothing_mm}"

@@ -38,6 +38,7 @@ rule lesion_load:
         is_baseline=lambda wildcards: (
             "--is-baseline" if wildcards.session == config["baseline_session"] else ""
         ),
+        max_growth=config["lesion"]["max_growth"],
     container:
         CONTAINER
     log:
@@ -52,5 +53,6 @@ rule lesion_load:
         "resstore lesion-load --lesion-mask {input.mask} --t1w {input.t1w}"
         " --side {input.side} --metrics {input.metrics} --atlas {input.atlas}"
         " --xfm-syn {input.xfm_syn} {params.baseline} {params.is_baseline}"
+        " --max-growth {params.max_growth}"
         " --out-metrics {output.metrics} --out-figure {output.figure} --threads {threads}"
         " --log {log} {params.on_error}"
