@@ -41,9 +41,13 @@ test: $(BIN)/resstore
 test-all: $(BIN)/resstore
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
+# lint needs no data: the workflow is parsed over an empty BIDS dataset
 lint: $(BIN)/resstore
 	$(BIN)/ruff check pipeline tests benchmarks
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint --configfile configs/demo.yaml
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint --directory $$(mktemp -d) \
+		--snakefile $(abspath Snakefile) \
+		--config bids_dir=$(abspath tests/data/empty_bids) output_dir=$$(mktemp -d)
 
 clean-demo:
 	rm -rf demo

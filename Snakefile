@@ -6,7 +6,9 @@
 
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from pipeline.config import validate_config
 
 min_version("9.0")
 
@@ -15,7 +17,9 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "configs", "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# one validator (the package's, also behind `resstore validate-config`): a misspelled
+# key is one line naming it; the validated copy, defaults filled, replaces the raw one
+config.update(validate_config(config, source="configuration"))
 
 
 # In data order: each file reads only contracts of common.smk made by files above it.

@@ -396,6 +396,8 @@ def main(argv=None) -> int:
                         choices=["soop", "isles", "flair", "dwi", "anat"])
     parser.add_argument("--threads", type=int, default=2, help="ITK threads per step")
     parser.add_argument("--colin", type=Path, default=COLIN, help="Colin27 T1 (mricron-data)")
+    parser.add_argument("--docs", type=Path,
+                        help="also write the scorecard page here (docs/validation/real_data.md)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not (args.data / "MANIFEST.md").exists():
@@ -416,6 +418,9 @@ def main(argv=None) -> int:
               "data": str(args.data), "rows": rows, "storage_flags": flags}
     (args.out / "scorecard.json").write_text(json.dumps(result, indent=2, default=float))
     (args.out / "scorecard.md").write_text(markdown(rows, flags))
+    if args.docs:
+        args.docs.parent.mkdir(parents=True, exist_ok=True)
+        args.docs.write_text(markdown(rows, flags))
     print(markdown(rows, flags))
     return 0
 

@@ -9,20 +9,39 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 
+from pipeline import PIPELINE_NAME, __version__
 from pipeline.errors import PipelineInputError
 from pipeline.io import private_tempdir
 
 log = logging.getLogger("pipeline")
 
 
-def _setup_logging(path: str | None) -> None:
+def _setup_logging(path: str | None, *, capture_output: bool = False) -> None:
+    """Log to stderr and ``path``; Python warnings are logged too.
+
+    With ``capture_output`` (a ``resstore`` process, not an in-process call) and a log
+    path, the process's own stdout and stderr are sent to the log file at the file
+    descriptor level, so what ANTs/ITK and other compiled libraries print lands in the
+    rule's log as well.
+    """
+    logging.captureWarnings(True)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, mode="w"))
+        if capture_output:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+        else:
+            handlers.append(logging.FileHandler(path, mode="w"))
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -111,15 +130,50 @@ def _cmd_dataset_description(args) -> None:
     from pipeline import PIPELINE_NAME, __version__
     from pipeline.io import write_json
 
+    out_dir = Path(args.out).resolve().parent
+    raw = Path(args.bids_dir).resolve()
     write_json(args.out, {
         "Name": "RESSTORE imaging biomarkers",
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": PIPELINE_NAME, "Version": __version__,
-                         **({"Container": {"Type": "apptainer", "URI": args.container}}
-                            if args.container else {})}],
-        "SourceDatasets": [{"URL": Path(args.bids_dir).resolve().as_uri()}],
+                         "Container": container_record()}],
+        # BIDS URIs of every sidecar ("bids:raw:...") resolve through DatasetLinks
+        "DatasetLinks": {"raw": os.path.relpath(raw, out_dir)},
+        "SourceDatasets": [{"URL": os.path.relpath(raw, out_dir)}],
     })
+    Path(args.out_bidsignore).write_text("\n".join(BIDSIGNORE) + "\n")
+    Path(args.out_readme).write_text(
+        "RESSTORE imaging biomarkers: BIDS derivatives written by resstore-pipeline "
+        f"{__version__}.\n\nfeatures.tsv holds one row per participant and session (data "
+        "dictionary: features.json); each image derivative has a JSON sidecar with its sources "
+        "(BIDS URIs, raw dataset in DatasetLinks), parameters and grid. reports/ holds the QC "
+        "pages, logs/ and benchmarks/ one file per rule and session.\n")
+
+
+# outputs that are not BIDS derivatives (for bids-validator and other BIDS tools)
+BIDSIGNORE = ("logs/", "benchmarks/", "reports/", "stats/", ".resstore/", ".resstore.lock",
+              "sessions.tsv", "features.tsv", "features.json", "sub-*/sub-*_desc-lesionside_metrics.json",
+              "**/figures/", "*_metrics.json", "*_xfm.mat", "*_xfm.h5", "*_timeseries.tsv",
+              "*_design.tsv", "*_thickness.tsv", "*_dwi.bval", "*_dwi.bvec", "*_features.json")
+
+
+def container_record() -> dict:
+    """What ran the pipeline: the Apptainer/Singularity image (path and SHA-256 of the
+    image file, read from the environment the container runtime sets), or the Python
+    environment (interpreter and the lock file's hash) when no container is used."""
+    import hashlib
+    import platform
+
+    image = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER")
+    if image and Path(image).is_file():
+        digest = hashlib.sha256()
+        with open(image, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return {"Type": "apptainer", "Tag": Path(image).name, "Digest": f"sha256:{digest.hexdigest()}"}
+    return {"Type": "none", "Description": f"Python {platform.python_version()} environment "
+                                           "pinned by requirements.lock (no container)"}
 
 
 def _cmd_unlock(args) -> None:
@@ -131,6 +185,13 @@ def _cmd_unlock(args) -> None:
                  held.get("pid"), held.get("host"), held.get("started"))
     else:
         log.info("%s: no lock", args.output_dir)
+
+
+def _cmd_config_reference(args) -> None:
+    from pipeline.config import reference_markdown
+
+    Path(args.out).write_text(reference_markdown())
+    log.info("configuration reference -> %s", args.out)
 
 
 def _cmd_validate_config(args) -> None:
@@ -147,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name, func, help_):
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
-        p.add_argument("--log", help="log file (also printed to stderr)")
+        p.add_argument("--log", help="log file: the command's messages, Python warnings and what "
+                                     "compiled libraries (ANTs/ITK) print")
         p.add_argument("--on-error", choices=("fail", "record"), default="fail",
                        help="on a named input error: fail (exit status 2) or record (write a "
                             "status record in place of every --out-* file and exit 0, so the "
@@ -157,17 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("simulate", _cmd_simulate, "write a phantom trial (BIDS + allocation + truth)")
     p.add_argument("--out", required=True, help="output folder (bids/, truth/, allocation.tsv)")
-    p.add_argument("--subjects", type=int, default=4)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--anat-voxel-mm", type=float, default=1.0)
-    p.add_argument("--dwi-voxel-mm", type=float, default=2.0)
-    p.add_argument("--bold-voxel-mm", type=float, default=3.0)
-    p.add_argument("--bold-volumes", type=int, default=150)
-    p.add_argument("--dwi-directions", type=int, default=30)
-    p.add_argument("--lesion-free-fraction", type=float, default=0.0)
-    p.add_argument("--manual-mask-fraction", type=float, default=0.0)
-    p.add_argument("--bold-null-fraction", type=float, default=0.0)
-    p.add_argument("--dropout-fraction", type=float, default=0.0)
+    p.add_argument("--subjects", type=int, default=4, help="number of participants")
+    p.add_argument("--seed", type=int, default=42, help="random seed (the same seed, the same trial)")
+    p.add_argument("--anat-voxel-mm", type=float, default=1.0, help="T1w/FLAIR voxel size (mm)")
+    p.add_argument("--dwi-voxel-mm", type=float, default=2.0, help="DWI voxel size (mm)")
+    p.add_argument("--bold-voxel-mm", type=float, default=3.0, help="BOLD voxel size (mm)")
+    p.add_argument("--bold-volumes", type=int, default=150, help="volumes of the motor-task run")
+    p.add_argument("--dwi-directions", type=int, default=30, help="diffusion-weighted directions")
+    p.add_argument("--lesion-free-fraction", type=float, default=0.0,
+                   help="fraction of participants without a lesion")
+    p.add_argument("--manual-mask-fraction", type=float, default=0.0,
+                   help="fraction of lesioned sessions with a manual label-lesion_roi mask")
+    p.add_argument("--bold-null-fraction", type=float, default=0.0,
+                   help="fraction of sessions with no task activation")
+    p.add_argument("--dropout-fraction", type=float, default=0.0,
+                   help="fraction of participants without a 6-month visit")
     p.add_argument("--effect-nihss", type=float, default=-1.5,
                    help="treated minus control 6-month NIHSS motor score (points)")
     p.add_argument("--storage", choices=("random", "RAS", "LAS", "LPS", "oblique"),
@@ -176,47 +242,55 @@ def build_parser() -> argparse.ArgumentParser:
                         "LPS or oblique up to 15 degrees, as scanners store them) or one for all")
 
     p = command("inventory", _cmd_inventory, "discover sessions and write sessions.tsv")
-    p.add_argument("--bids-dir", required=True)
-    p.add_argument("--sessions", nargs="+", required=True)
-    p.add_argument("--task", default="motor")
-    p.add_argument("--participant-label", nargs="*")
-    p.add_argument("--exclude", nargs="*")
+    p.add_argument("--bids-dir", required=True, help="BIDS raw dataset (read only)")
+    p.add_argument("--sessions", nargs="+", required=True, help="session labels in visit order")
+    p.add_argument("--task", default="motor", help="task label of the motor fMRI run")
+    p.add_argument("--participant-label", nargs="*", help="subjects to include (default: all)")
+    p.add_argument("--exclude", nargs="*", help="sub-X_ses-Y sessions to skip")
     p.add_argument("--lesion-roi-dir", help="extra folder of manual lesion masks")
     p.add_argument("--cache-dir", help="inventory cache (the workflow's <output_dir>/.resstore): "
                    "the dataset is indexed once per state and configuration")
     p.add_argument("--out", required=True, help="sessions.tsv")
 
     p = command("flair-qc", _cmd_flair_qc, "FLAIR image-quality metrics")
-    p.add_argument("--flair", required=True)
-    p.add_argument("--out-metrics", required=True)
+    p.add_argument("--flair", required=True, help="raw FLAIR (any storage orientation)")
+    p.add_argument("--out-metrics", required=True, help="metrics JSON")
 
     p = command("dwi-qc", _cmd_dwi_qc, "DWI checks and image-quality metrics")
-    for opt in ("--dwi", "--bval", "--bvec", "--out-metrics"):
-        p.add_argument(opt, required=True)
+    for opt, help_ in (("--dwi", "raw DWI series (any storage orientation)"),
+                       ("--bval", "its b-values (FSL text)"), ("--bvec", "its b-vectors (FSL text)"),
+                       ("--out-metrics", "metrics JSON")):
+        p.add_argument(opt, required=True, help=help_)
 
     p = command("session-features", _cmd_session_features, "one session's feature row")
-    p.add_argument("--participant", required=True)
-    p.add_argument("--session", required=True)
-    p.add_argument("--metrics", nargs="*", help="stream=metrics.json pairs")
-    p.add_argument("--inventory", required=True)
-    p.add_argument("--config-hash", default="")
-    p.add_argument("--out", required=True)
+    p.add_argument("--participant", required=True, help="sub-<label>")
+    p.add_argument("--session", required=True, help="session label")
+    p.add_argument("--metrics", nargs="*", help="stream=metrics.json pairs (status records allowed)")
+    p.add_argument("--inventory", required=True, help="sessions.tsv")
+    p.add_argument("--config-hash", default="", help="hash of the processing configuration")
+    p.add_argument("--out", required=True, help="the session's feature row (JSON)")
 
     p = command("collect-features", _cmd_collect_features, "group features.tsv + features.json")
-    p.add_argument("--rows", nargs="+", required=True)
+    p.add_argument("--rows", nargs="+", required=True, help="per-session feature rows (JSON)")
     p.add_argument("--ratings", nargs="*", help="qc/ratings.tsv (QC reviewer ratings), optional")
-    p.add_argument("--out-tsv", required=True)
-    p.add_argument("--out-json", required=True)
+    p.add_argument("--out-tsv", required=True, help="features.tsv")
+    p.add_argument("--out-json", required=True, help="features.json (data dictionary)")
 
     p = command("dataset-description", _cmd_dataset_description,
-                "derivatives dataset_description.json")
-    p.add_argument("--bids-dir", required=True)
-    p.add_argument("--container", default="")
-    p.add_argument("--out", required=True)
+                "derivatives dataset_description.json and .bidsignore")
+    p.add_argument("--bids-dir", required=True, help="the raw BIDS dataset (DatasetLinks.raw)")
+    p.add_argument("--out-bidsignore", required=True,
+                   help=".bidsignore of the derivatives folder (non-BIDS outputs)")
+    p.add_argument("--out-readme", required=True, help="README of the derivatives folder")
+    p.add_argument("--out", required=True, help="dataset_description.json")
 
     p = command("unlock", _cmd_unlock,
                 "remove an output folder's run lock (only once the run holding it is gone)")
     p.add_argument("--output-dir", required=True, help="the workflow's output_dir")
+
+    p = command("config-reference", _cmd_config_reference,
+                "write the configuration reference (Markdown) from the schema")
+    p.add_argument("--out", required=True, help="Markdown file (docs/configuration.md)")
 
     p = command("validate-config", _cmd_validate_config, "validate config YAML file(s)")
     p.add_argument("files", nargs="+")
@@ -276,7 +350,10 @@ def main(argv=None) -> int:
     from pipeline import status
 
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log)
+    # a resstore process (argv from the command line) sends everything to its log
+    _setup_logging(args.log, capture_output=argv is None)
+    started = time.perf_counter()
+    log.info("resstore %s (%s %s)", args.command, PIPELINE_NAME, __version__)
     where = {"rule": status.rule_of_log(args.log) or args.command,
              "log": status.relative_log(args.log)}
     if args.on_error == "record":
@@ -296,6 +373,7 @@ def main(argv=None) -> int:
             status.write_records(_outputs(args), {"status": "failed", "error": str(exc), **where})
             return 0
         return 2
+    log.info("resstore %s finished in %.1f s", args.command, time.perf_counter() - started)
     return 0
 
 

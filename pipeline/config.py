@@ -33,6 +33,40 @@ def schema_default(section: str, key: str):
     return schema()["properties"][section]["properties"][key]["default"]
 
 
+def schema_property(section: str, key: str) -> dict:
+    """The schema entry of ``config[section][key]`` (type, default, description...)."""
+    return schema()["properties"][section]["properties"][key]
+
+
+def add_schema_option(parser, section: str, key: str, *, flag: str | None = None, **overrides):
+    """Add ``--<key>`` to an argparse parser with the schema's default and description.
+
+    A command run by hand then behaves as the workflow runs it, and documents the same
+    thing the configuration reference says. ``type``/``choices`` follow the schema
+    (enums become choices; booleans are given as yes/no); ``overrides`` win.
+    """
+    entry = schema_property(section, key)
+    kind = entry.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    options: dict = {"default": entry.get("default"),
+                     "help": " ".join(str(entry.get("description", "")).split())
+                     + f" (config {section}.{key})"}
+    if "enum" in entry:
+        options["choices"] = entry["enum"]
+    if "boolean" in kinds:
+        options.update(choices=("yes", "no"), default="yes" if entry.get("default") else "no")
+    elif "integer" in kinds:
+        options["type"] = int
+    elif "number" in kinds:
+        options["type"] = float
+    if "array" in kinds:
+        items = entry.get("items", {}).get("type")
+        options["nargs"] = "+"
+        options["type"] = int if items == "integer" else float if items == "number" else str
+    options.update(overrides)
+    return parser.add_argument(flag or "--" + key.replace("_", "-"), **options)
+
+
 def _with_defaults(validator_class):
     validate_properties = validator_class.VALIDATORS["properties"]
 
@@ -107,3 +141,43 @@ def config_hash(config: dict) -> str:
     kept = {k: v for k, v in config.items() if k not in LOCATION_KEYS}
     blob = json.dumps(kept, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _type_text(entry: dict) -> str:
+    kind = entry.get("type", "object" if "properties" in entry else "")
+    text = " or ".join(kind) if isinstance(kind, list) else str(kind)
+    if "enum" in entry:
+        text += ": " + ", ".join(f"`{v}`" for v in entry["enum"])
+    bounds = [f"{name} {entry[key]}" for key, name in (
+        ("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+        if key in entry]
+    return text + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def reference_markdown() -> str:
+    """The configuration reference (docs/configuration.md), made from the schema."""
+    lines = ["# Configuration reference", "",
+             "Generated from `pipeline/schemas/config.schema.yaml` by "
+             "`resstore config-reference --out docs/configuration.md` (a test keeps it current). "
+             "Unknown keys are an error; every key has the default shown. Validate a file with "
+             "`resstore validate-config configs/config.yaml my_study.yaml`.", ""]
+
+    def emit(properties: dict, prefix: str) -> None:
+        rows, sections = [], []
+        for key, entry in properties.items():
+            if entry.get("type") == "object" and "properties" in entry:
+                sections.append((key, entry))
+                continue
+            default = json.dumps(entry.get("default"), default=str)
+            description = " ".join(str(entry.get("description", "")).split()).replace("|", "\\|")
+            rows.append(f"| `{prefix}{key}` | {_type_text(entry)} | `{default}` | {description} |")
+        if rows:
+            lines.extend(["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""])
+        for key, entry in sections:
+            lines.extend([f"## `{prefix}{key}`", "",
+                          " ".join(str(entry.get("description", "")).split()), ""])
+            emit(entry["properties"], f"{prefix}{key}.")
+
+    lines.extend(["## Top level", ""])
+    emit(schema()["properties"], "")
+    return "\n".join(lines).rstrip() + "\n"

@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
@@ -90,11 +91,41 @@ def sidecar_path(path) -> Path:
     return Path(str(path) + ".json")
 
 
+@lru_cache(maxsize=256)
+def _dataset_root(folder: str) -> tuple[str, str] | None:
+    """(root, DatasetType) of the BIDS dataset holding ``folder``, else None."""
+    for candidate in (Path(folder), *Path(folder).parents):
+        description = candidate / "dataset_description.json"
+        if description.is_file():
+            try:
+                kind = json.loads(description.read_text()).get("DatasetType", "raw")
+            except (OSError, ValueError):
+                kind = "raw"
+            return str(candidate), kind
+    return None
+
+
+def bids_uri(path) -> str:
+    """A source as a BIDS URI relative to its dataset, never a path of this machine.
+
+    ``bids:raw:sub-01/...`` for a file of the raw dataset (``DatasetLinks.raw`` in
+    the derivatives' ``dataset_description.json`` says where it is), ``bids::...``
+    for a file of these derivatives, the file name alone for anything else.
+    """
+    path = Path(path).absolute()
+    found = _dataset_root(str(path.parent))
+    if found is None:
+        return path.name
+    root, kind = found
+    relative = path.relative_to(root).as_posix()
+    return f"bids::{relative}" if kind == "derivative" else f"bids:raw:{relative}"
+
+
 def provenance(*, sources=(), parameters=None, description: str = "") -> dict:
-    """BIDS-derivatives sidecar fields: what made the file and from what."""
+    """BIDS-derivatives sidecar fields: what made the file and from what (BIDS URIs)."""
     return {
         "Description": description,
-        "Sources": [str(s) for s in sources],
+        "Sources": [bids_uri(s) for s in sources if str(s)],
         "Parameters": parameters or {},
         "GeneratedBy": {"Name": PIPELINE_NAME, "Version": __version__},
     }

@@ -97,6 +97,10 @@ def read_lesion_side(path) -> LesionSide:
         raise PipelineInputError(path, f"lesion_side must be one of {', '.join(SIDES)}, "
                                        f"got {side!r}")
     try:
+        if "ipsilesional_hemisphere" not in data:  # a hand-written file: apply the rule
+            return LesionSide.from_side(side, left_ml=data.get("lesion_volume_left_ml"),
+                                        right_ml=data.get("lesion_volume_right_ml"),
+                                        source=data.get("source", ""))
         return LesionSide(side, data.get("ipsilesional_hemisphere"), data.get("source", ""))
     except ValueError as exc:
         raise PipelineInputError(path, str(exc)) from exc

@@ -122,54 +122,43 @@ def _cmd_glm(args) -> None:
     from pipeline import validate
     from pipeline.errors import PipelineInputError
     from pipeline.func import figures
-    from pipeline.func.activation import HEMISPHERES, m1_activation, m1_fwe
-    from pipeline.func.glm import check_events, confound_regressors, fit_first_level
-    from pipeline.func.registration import bold_to_t1w, labels_to_bold, t1w_to_bold
+    from pipeline.func.registration import bold_to_t1w
+    from pipeline.func.session import LABEL, LESION_LABEL, GlmOptions, analyse_session
     from pipeline.io import _atomic_write, read_json, save_image, write_json
-    from pipeline.orientation import check_same_grid, read_image
+    from pipeline.orientation import read_image
     from pipeline.side import read_lesion_side
-    from pipeline.templates import ATLAS_REGION_LABELS
 
     contrasts = _pairs(args.contrast, "--contrast")
     zmap_paths = _pairs(args.out_zmap, "--out-zmap")
     if args.primary_contrast not in contrasts:
         raise PipelineInputError(args.primary_contrast, f"is not one of the contrasts {list(contrasts)}")
     bold = read_image(args.bold, what="preprocessed BOLD", ndim=(4,))
-    sidecar = read_json(str(args.bold).replace(".nii.gz", ".json"))
+    preproc = read_json(args.bold_sidecar)["Parameters"]
     tr_s = float(bold.header.get_zooms()[3])
-    slice_time_ref = float(sidecar["Parameters"]["slice_time_ref"])
-    n_dummy = int(sidecar["Parameters"]["n_dummy"])
-    events = validate.read_events(args.events)
-    events = check_events(events, contrasts, run_s=bold.shape[3] * tr_s, path=args.events)
-    confounds = pd.read_csv(args.confounds, sep="\t")
-    motion_cols = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
-    regressors = confound_regressors(
-        confounds[motion_cols].to_numpy(), confounds["framewise_displacement"].to_numpy(),
-        motion_model=args.motion_regressors,
-        spike_threshold_mm=args.fd_threshold_mm if args.spike_regressors == "yes" else None)
-
-    boldref = read_image(args.boldref, what="BOLD reference")
-    brain_t1w = read_image(args.brain_mask, what="brain mask")
-    brain_frac = t1w_to_bold(nib.Nifti1Image(np.asarray(brain_t1w.dataobj, dtype=np.float32),
-                                             brain_t1w.affine), boldref, args.xfm).get_fdata()
-    head_img = read_image(args.bold_mask, what="BOLD head mask")
-    check_same_grid(boldref, bold=nib.Nifti1Image(np.zeros(bold.shape[:3], np.uint8), bold.affine),
-                    head_mask=head_img)
-    head = np.asarray(head_img.dataobj) > 0
-    glm_mask = nib.Nifti1Image(((brain_frac >= 0.5) & head).astype(np.uint8), boldref.affine)
-    params = {"hrf_model": args.hrf_model, "high_pass_hz": args.high_pass_hz,
-              "smoothing_fwhm_mm": args.smoothing_fwhm_mm, "noise_model": args.noise_model,
+    options = GlmOptions(
+        hrf_model=args.hrf_model, high_pass_hz=args.high_pass_hz,
+        smoothing_fwhm_mm=args.smoothing_fwhm_mm, noise_model=args.noise_model,
+        motion_regressors=args.motion_regressors, spike_regressors=args.spike_regressors == "yes",
+        fd_threshold_mm=args.fd_threshold_mm, z_threshold=args.z_threshold,
+        fwe_alpha=args.fwe_alpha, atlas_min_fraction=args.atlas_min_fraction,
+        lesion_min_fraction=args.lesion_min_fraction, seed=args.seed)
+    lesion_t1w = read_image(args.lesion, what="lesion mask") if args.lesion else None
+    atlas = read_image(args.atlas, what="atlas dseg")
+    result = analyse_session(
+        bold, read_image(args.bold_mask, what="BOLD head mask"),
+        read_image(args.boldref, what="BOLD reference"),
+        pd.read_csv(args.confounds, sep="\t"), validate.read_events(args.events),
+        contrasts=contrasts, primary=args.primary_contrast, tr_s=tr_s,
+        slice_time_ref=float(preproc["slice_time_ref"]), xfm=args.xfm,
+        brain_t1w=read_image(args.brain_mask, what="brain mask"), atlas_t1w=atlas,
+        lesion_t1w=lesion_t1w, side=read_lesion_side(args.lesion_side), options=options,
+        events_path=args.events)
+    glm = result.glm
+    params = {**vars(options), "contrasts": contrasts, "slice_time_ref": preproc["slice_time_ref"],
+              "n_dummy_removed": preproc["n_dummy"],
               "autocorrelation": "none (OLS)" if args.noise_model == "ols" else (
                   "OLS residual autocorrelation smoothed (15 mm FWHM) and corrected for the "
-                  "design's bias under the AR model (Worsley et al. 2002)"),
-              "motion_regressors": args.motion_regressors, "spike_regressors": args.spike_regressors,
-              "fd_threshold_mm": args.fd_threshold_mm, "contrasts": contrasts,
-              "slice_time_ref": slice_time_ref, "n_dummy_removed": n_dummy}
-    glm = fit_first_level(bold, events, regressors, tr_s=tr_s, mask=glm_mask, contrasts=contrasts,
-                          slice_time_ref=slice_time_ref, hrf_model=args.hrf_model,
-                          high_pass_hz=args.high_pass_hz,
-                          smoothing_fwhm_mm=args.smoothing_fwhm_mm or None,
-                          noise_model=args.noise_model)
+                  "design's bias under the AR model (Worsley et al. 2002)")}
     for name, path in zmap_paths.items():
         if name not in glm.z_maps:
             raise PipelineInputError(path, f"no contrast named {name!r}")
@@ -181,62 +170,24 @@ def _cmd_glm(args) -> None:
                   lambda tmp: design.to_csv(tmp, sep="\t", index=False, float_format="%.6g"))
     figures.design_figure(glm.design_matrix, args.out_figure_design,
                           title=f"Design matrix ({args.hrf_model} HRF, cosine drift)")
-
-    # M1 and lesion on the BOLD grid, through the BOLD->T1w transform
-    z = glm.z_maps[args.primary_contrast].get_fdata()
-    psc = glm.effect_maps[args.primary_contrast].get_fdata()
-    label_of = {name: value for value, name in ATLAS_REGION_LABELS.items()}
-    atlas = read_image(args.atlas, what="atlas dseg")
-    m1_side = labels_to_bold(atlas, boldref, args.xfm,
-                             label_values=(label_of["m1_left"], label_of["m1_right"]),
-                             min_fraction=args.atlas_min_fraction)
-    lesion = None
-    if args.lesion:
-        lesion_t1w = read_image(args.lesion, what="lesion mask")
-        frac = t1w_to_bold(nib.Nifti1Image((np.asarray(lesion_t1w.dataobj) > 0).astype(np.float32),
-                                           lesion_t1w.affine), boldref, args.xfm).get_fdata()
-        lesion = frac >= args.lesion_min_fraction
-    side = read_lesion_side(args.lesion_side)
-    dseg = np.zeros(z.shape, dtype=np.uint8)
-    dseg[m1_side[label_of["m1_left"]]] = label_of["m1_left"]
-    dseg[m1_side[label_of["m1_right"]]] = label_of["m1_right"]
-    if lesion is not None:
-        dseg[lesion] = 5
-    save_image(nib.Nifti1Image(dseg, boldref.affine), args.out_m1, sources=[args.atlas, args.lesion or ""],
+    save_image(result.regions, args.out_m1, sources=[args.atlas, args.lesion or ""],
                parameters={"atlas_min_fraction": args.atlas_min_fraction,
                            "lesion_min_fraction": args.lesion_min_fraction,
-                           "labels": {"3": "m1_left", "4": "m1_right", "5": "lesion"}},
+                           "labels": {str(LABEL["m1_left"]): "m1_left",
+                                      str(LABEL["m1_right"]): "m1_right",
+                                      str(LESION_LABEL): "lesion"}},
                description="M1 (Juelich BA4a+BA4p) and lesion on the BOLD grid", dtype="uint8")
-    voxel_ml = float(abs(np.linalg.det(boldref.affine[:3, :3]))) / 1000.0
-    fwhm_voxels = glm.smoothness_fwhm_mm / np.asarray(boldref.header.get_zooms()[:3], dtype=float)
-    if side.lateralised:
-        m1 = {role: m1_side[label_of[f"m1_{hemisphere}"]]
-              for role, hemisphere in side.roles().items()}
-        metrics = m1_activation(z, psc, m1, lesion=lesion, z_threshold=args.z_threshold,
-                                voxel_volume_ml=voxel_ml, rng=np.random.default_rng(args.seed))
-        metrics.update(m1_fwe(z, m1, lesion=lesion, fwhm_voxels=fwhm_voxels,
-                              voxel_volume_ml=voxel_ml, alpha=args.fwe_alpha))
-    else:
-        log.warning("lesion side %r: ipsilesional/contralesional metrics are NA", side.side)
-        empty = {h: np.zeros(z.shape, dtype=bool) for h in HEMISPHERES}
-        metrics = {k: float("nan") for k in m1_activation(
-            z, psc, empty, lesion=None, z_threshold=args.z_threshold, voxel_volume_ml=voxel_ml,
-            rng=np.random.default_rng(0))}
-        metrics.update(m1_fwe(z, empty, lesion=None, fwhm_voxels=fwhm_voxels,
-                              voxel_volume_ml=voxel_ml, alpha=args.fwe_alpha))
-    metrics["bold_smoothness_fwhm_mm"] = float(np.prod(glm.smoothness_fwhm_mm) ** (1 / 3))
-    write_json(args.out_metrics, metrics)
+    write_json(args.out_metrics, result.metrics)
 
     t1w = read_image(args.t1w, what="T1w")
-    check_same_grid(t1w, brain_mask=brain_t1w, atlas=atlas)
     z_t1w = bold_to_t1w(glm.z_maps[args.primary_contrast], t1w, args.xfm)
     save_image(z_t1w, args.out_zmap_t1w, sources=[zmap_paths.get(args.primary_contrast, args.bold)],
                parameters=params, dtype="float32",
                description=f"z-map of {args.primary_contrast} resampled to the T1w (linear)")
     atlas_data = np.rint(np.asarray(atlas.dataobj))
-    contours = {name: nib.Nifti1Image((atlas_data == label_of[name]).astype(np.uint8), atlas.affine)
+    contours = {name: nib.Nifti1Image((atlas_data == LABEL[name]).astype(np.uint8), atlas.affine)
                 for name in ("m1_left", "m1_right")}
-    if args.lesion:
+    if lesion_t1w is not None:
         contours["lesion"] = lesion_t1w
     figures.overlay_figure(t1w, z_t1w, args.out_figure_zmap, threshold=args.z_threshold,
                            contours=contours,
@@ -245,44 +196,68 @@ def _cmd_glm(args) -> None:
 
 
 def register(command) -> None:
+    from pipeline.config import add_schema_option
+
+    def files(p, *items):
+        for opt, help_ in items:
+            p.add_argument(opt, required=True, help=help_)
+
     p = command("func-preproc", _cmd_preproc,
                 "BOLD checks, dummy scans, motion + slice-timing correction, FD/DVARS, QC figures")
-    for opt in ("--bold", "--events", "--out-bold", "--out-boldref", "--out-mask", "--out-confounds",
-                "--out-metrics", "--out-figure-motion", "--out-figure-tsnr"):
-        p.add_argument(opt, required=True)
-    p.add_argument("--dummy-scans", type=int, default=None,
-                   help="volumes to drop (default: the sidecar's DummyScans, else 0)")
-    p.add_argument("--slice-timing-correction", choices=("yes", "no"), default="yes")
-    p.add_argument("--fd-threshold-mm", type=float, default=0.5)
-    p.add_argument("--threads", type=int, default=1)
+    files(p, ("--bold", "raw BOLD run (any storage orientation)"),
+          ("--events", "BIDS events.tsv of the run"),
+          ("--out-bold", "corrected BOLD (canonical BOLD grid; its JSON sidecar holds "
+                         "slice_time_ref and n_dummy for func-glm)"),
+          ("--out-boldref", "temporal mean of the corrected run"),
+          ("--out-mask", "head mask of the BOLD reference"),
+          ("--out-confounds", "confounds TSV (motion, FD, DVARS, outliers)"),
+          ("--out-metrics", "metrics JSON"), ("--out-figure-motion", "motion/carpet figure (PNG)"),
+          ("--out-figure-tsnr", "tSNR figure (PNG)"))
+    add_schema_option(p, "func", "dummy_scans")
+    add_schema_option(p, "func", "slice_timing_correction")
+    add_schema_option(p, "qc", "bold_fd_threshold_mm", flag="--fd-threshold-mm")
+    p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")
 
     p = command("func-coreg", _cmd_coreg, "rigid BOLD reference -> T1w registration (ANTs, MI)")
-    for opt in ("--boldref", "--t1w", "--brain-mask", "--out-xfm", "--out-metrics", "--out-figure"):
-        p.add_argument(opt, required=True)
-    p.add_argument("--registration-voxel-mm", type=float, default=2.0)
-    p.add_argument("--threads", type=int, default=1)
+    files(p, ("--boldref", "BOLD reference (func-preproc)"), ("--t1w", "N4-corrected T1w"),
+          ("--brain-mask", "T1w brain mask (through the SyN)"),
+          ("--out-xfm", "ANTs rigid transform BOLD -> T1w"), ("--out-metrics", "metrics JSON"),
+          ("--out-figure", "registration figure (PNG)"))
+    add_schema_option(p, "func", "registration_voxel_mm")
+    p.add_argument("--threads", type=int, default=1, help="ITK threads")
 
     p = command("func-glm", _cmd_glm, "first-level GLM, z-maps, M1 activation and laterality")
-    for opt in ("--bold", "--bold-mask", "--confounds", "--events", "--boldref", "--xfm", "--t1w",
-                "--brain-mask", "--atlas", "--out-design", "--out-figure-design", "--out-m1",
-                "--out-metrics", "--out-zmap-t1w", "--out-figure-zmap", "--primary-contrast"):
-        p.add_argument(opt, required=True)
-    p.add_argument("--lesion", help="lesion mask in T1w space (optional)")
-    p.add_argument("--lesion-side", help="JSON with lesion_side (left|right|bilateral|none)")
-    p.add_argument("--contrast", action="append", required=True, help="NAME=nilearn expression")
-    p.add_argument("--out-zmap", action="append", required=True, help="NAME=path")
-    p.add_argument("--hrf-model", default="spm")
-    p.add_argument("--high-pass-hz", type=float, default=1 / 128)
-    p.add_argument("--smoothing-fwhm-mm", type=float, default=6.0)
-    p.add_argument("--noise-model", choices=("ar1", "ar2", "ar3", "ols"), default="ar1",
-                   help="AR(p): pre-whitening with bias-corrected, 15 mm-smoothed autocorrelation")
-    p.add_argument("--motion-regressors", choices=("6", "24"), default="24")
-    p.add_argument("--spike-regressors", choices=("yes", "no"), default="yes")
-    p.add_argument("--fd-threshold-mm", type=float, default=0.5)
-    p.add_argument("--z-threshold", type=float, default=3.1)
-    p.add_argument("--fwe-alpha", type=float, default=0.05,
-                   help="family-wise error rate of the small-volume-corrected M1 threshold")
-    p.add_argument("--atlas-min-fraction", type=float, default=0.5)
-    p.add_argument("--lesion-min-fraction", type=float, default=0.5)
-    p.add_argument("--seed", type=int, default=0, help="bootstrap LI random seed")
-    p.add_argument("--threads", type=int, default=1)
+    files(p, ("--bold", "corrected BOLD (func-preproc)"),
+          ("--bold-sidecar", "its JSON sidecar (slice_time_ref, n_dummy)"),
+          ("--bold-mask", "head mask of the BOLD reference"),
+          ("--confounds", "confounds TSV (func-preproc)"), ("--events", "BIDS events.tsv"),
+          ("--boldref", "BOLD reference"), ("--xfm", "ANTs rigid BOLD -> T1w (func-coreg)"),
+          ("--t1w", "N4-corrected T1w"), ("--brain-mask", "T1w brain mask (through the SyN)"),
+          ("--atlas", "atlas regions on the T1w grid (pipeline.templates.ATLAS_REGION_LABELS)"),
+          ("--lesion-side", "the subject's lesion side JSON (pipeline.side)"),
+          ("--out-design", "design matrix TSV"), ("--out-figure-design", "design figure (PNG)"),
+          ("--out-m1", "M1 and lesion on the BOLD grid"), ("--out-metrics", "metrics JSON"),
+          ("--out-zmap-t1w", "primary z-map resampled to the T1w"),
+          ("--out-figure-zmap", "activation figure (PNG)"))
+    add_schema_option(p, "func", "primary_contrast", required=True)
+    p.add_argument("--lesion", help="lesion mask on the T1w grid (optional)")
+    p.add_argument("--contrast", action="append", required=True,
+                   help="NAME=nilearn contrast expression (config func.contrasts); repeatable")
+    p.add_argument("--out-zmap", action="append", required=True,
+                   help="NAME=path of the z-map of contrast NAME (BOLD grid); repeatable")
+    for key in ("hrf_model", "high_pass_hz", "smoothing_fwhm_mm", "noise_model", "z_threshold",
+                "atlas_min_fraction", "lesion_min_fraction"):
+        add_schema_option(p, "func", key)
+    add_schema_option(p, "func", "motion_regressors", type=str, choices=("6", "24"),
+                      default=str(schema_default_func("motion_regressors")))
+    add_schema_option(p, "func", "spike_regressors")
+    add_schema_option(p, "func", "m1_fwe_alpha", flag="--fwe-alpha")
+    add_schema_option(p, "qc", "bold_fd_threshold_mm", flag="--fd-threshold-mm")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap laterality index")
+    p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")
+
+
+def schema_default_func(key):
+    from pipeline.config import schema_default
+
+    return schema_default("func", key)

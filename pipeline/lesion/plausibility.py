@@ -15,9 +15,10 @@ Gates (limits in the config section ``lesion``):
 * ``csf_like``: at baseline at most ``max_csf_fraction`` of the lesion is
   CSF-like on the T1w, i.e. in the lower quarter between the CSF and GM levels
   (default 0.5; cavitation comes later, at follow-up);
-* ``flair_suppresses_csf``: the FLAIR's CSF (T1w-CSF-like brain voxels outside
-  the lesion) is dark, median below 0.7 of white matter: otherwise the image is
-  not a FLAIR (or CSF suppression failed) and bright CSF reads as lesion;
+* ``flair_suppresses_csf``: the FLAIR's CSF (the darkest 5 % on the T1w of the
+  brain eroded by 5 mm, lesion left out: ventricles and deep sulci) is dark,
+  median below 0.7 of white matter: otherwise the image is not a FLAIR (or CSF
+  suppression failed) and bright CSF reads as lesion;
 * ``flair_brighter_than_mirror``: the lesion is brighter on FLAIR than its
   mirror image in the other hemisphere by more than 0.05 of white matter
   (medians; a lesion is typically 1.3 to 2 times white matter);
@@ -66,7 +67,8 @@ def summary(gates: list[Gate]) -> str:
 def session_gates(lesion: np.ndarray, *, brain: np.ndarray, t1n: np.ndarray,
                   flairn: np.ndarray | None, flair_mirror: np.ndarray | None,
                   csf_t1_level: float, gm_t1_level: float, baseline: bool,
-                  dwi_bright: np.ndarray | None = None, limits: dict | None = None) -> list[Gate]:
+                  dwi_bright: np.ndarray | None = None, limits: dict | None = None,
+                  voxel_mm: float = 1.0) -> list[Gate]:
     """Gates that need only this session's images (on one grid).
 
     Parameters
@@ -85,6 +87,8 @@ def session_gates(lesion: np.ndarray, *, brain: np.ndarray, t1n: np.ndarray,
         DWI-hyperintense voxels on the same grid (baseline sessions with a DWI).
     limits : dict
         Overrides of :data:`DEFAULTS`.
+    voxel_mm : float
+        Voxel size (mm) of the grid.
     """
     lim = {**DEFAULTS, **(limits or {})}
     gates: list[Gate] = []
@@ -105,7 +109,14 @@ def session_gates(lesion: np.ndarray, *, brain: np.ndarray, t1n: np.ndarray,
                           f"{100 * csf_like:.0f} % of the lesion is CSF-like on the T1w at "
                           "baseline (before any cavitation)"))
     if flairn is not None:
-        csf = brain & ~lesion & (t1n < csf_cut)
+        # CSF for the suppression check: the darkest 5 % on the T1w of the brain eroded by
+        # about 5 mm (ventricles and deep sulci; the brain's edge is partial volume with
+        # skull and background, dark on both images), the lesion left out
+        from scipy import ndimage
+
+        inner = ndimage.binary_erosion(brain, iterations=max(1, int(round(5.0 / voxel_mm))))
+        inner &= ~lesion
+        csf = inner & (t1n <= np.percentile(t1n[inner], 5)) if inner.sum() > 1000 else inner[:0]
         if csf.sum() > 50:
             level = float(np.median(flairn[csf]))
             gates.append(Gate("flair_suppresses_csf", level <= lim["max_flair_csf"], round(level, 3),

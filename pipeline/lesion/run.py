@@ -162,7 +162,8 @@ def _gates(lesion, t1_img, mask_img, to_mni, *, flair_t1w, model, baseline, acut
     return plausibility.session_gates(
         lesion, brain=brain, t1n=t1n, flairn=flairn, flair_mirror=mirrored,
         csf_t1_level=levels["csf"], gm_t1_level=levels["gm"], baseline=baseline,
-        dwi_bright=None if acute is None else acute.bright, limits=limits)
+        dwi_bright=None if acute is None else acute.bright, limits=limits,
+        voxel_mm=float(np.cbrt(abs(np.linalg.det(t1_img.affine[:3, :3])))))
 
 
 def read_participant_side(participants, subject: str) -> str | None:

@@ -19,15 +19,10 @@ RAYLEIGH_STD_FACTOR = np.sqrt(2.0 - np.pi / 2.0)
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of a 1D sample."""
-    hist, edges = np.histogram(values, bins=bins)
-    centers = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centers) / np.maximum(w0, 1)
-    m1 = (np.sum(hist * centers) - np.cumsum(hist * centers)) / np.maximum(w1, 1)
-    between = w0 * w1 * (m0 - m1) ** 2
-    return float(centers[int(np.argmax(between))])
+    """Otsu's threshold of a 1D sample (scikit-image's ``threshold_otsu``)."""
+    from skimage.filters import threshold_otsu
+
+    return float(threshold_otsu(np.asarray(values, dtype=np.float64).ravel(), nbins=bins))
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -138,6 +138,14 @@ def merge_ratings(features: pd.DataFrame, ratings: pd.DataFrame | None) -> pd.Da
         excluded.append(",".join(excluded_streams(failed)))
     table["qc_status"] = status
     table["qc_excluded_streams"] = excluded
+    # a lesion mask flagged by the plausibility gates enters the models once a reviewer
+    # rates it pass (the flag stays in lesion_plausibility)
+    if "lesion_status" in table.columns:
+        flagged = table["lesion_status"].astype(str).str.startswith("needs_review")
+        accepted = flagged & (table[rating_column("lesion")] == "pass")
+        table.loc[accepted, "lesion_status"] = "ok"
+        if accepted.any():
+            log.info("lesion masks accepted by a reviewer: %d", int(accepted.sum()))
     return table
 
 

@@ -287,15 +287,16 @@ def register(command) -> None:
 
     p = command("dsmb-safety", _cmd_dsmb, "blinded DSMB adverse-event tables (groups A/B from a coded key)")
     p.add_argument("--spec", required=True, help="trial spec YAML with a dsmb section")
-    p.add_argument("--bids-dir", required=True)
+    p.add_argument("--bids-dir", required=True, help="BIDS folder the spec's tables are relative to")
     p.add_argument("--participants", help="participants.tsv (default: BIDS folder's)")
     p.add_argument("--groups", required=True, help="coded key TSV: participant_id, group (A/B)")
-    p.add_argument("--out-tsv", required=True)
-    p.add_argument("--out-report", required=True)
+    p.add_argument("--out-tsv", required=True, help="safety tables (TSV)")
+    p.add_argument("--out-report", required=True, help="blinded DSMB report (HTML)")
 
     p = command("simulate-clinical", _cmd_simulate_clinical, "clinical phantom of a trial (tables only)")
-    p.add_argument("--trial", choices=("resstore", "aduse"), required=True)
+    p.add_argument("--trial", choices=("resstore", "aduse"), required=True,
+                   help="which trial's clinical phantom")
     p.add_argument("--out", required=True, help="bids/, allocation.tsv, allocation_coded.tsv, truth/")
-    p.add_argument("--subjects", type=int, default=80)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--subjects", type=int, default=80, help="number of participants")
+    p.add_argument("--seed", type=int, default=1, help="random seed")
     p.add_argument("--no-features", action="store_true", help="RESSTORE: no features.tsv")

@@ -114,3 +114,23 @@ def test_anat_command_defaults_are_the_schema_defaults():
     assert reg["registration_voxel_mm"] == anat["registration_voxel_mm"]
     # the library default (tests, benchmarks, the phantom's thinning) is the workflow's too
     assert SULCAL_JUMP_MM == anat["thickness_sulcal_jump_mm"]
+
+
+def test_configuration_reference_is_current():
+    """docs/configuration.md is generated from the schema (resstore config-reference)."""
+    from pipeline.config import reference_markdown
+    from tests.conftest import REPO
+
+    assert (REPO / "docs" / "configuration.md").read_text() == reference_markdown(), \
+        "regenerate: resstore config-reference --out docs/configuration.md"
+
+
+def test_every_command_option_has_help():
+    import argparse
+
+    from pipeline.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {a.option_strings[0]}" for name, parser in sub.choices.items()
+               for a in parser._actions if a.option_strings and a.dest != "help" and not a.help]
+    assert not missing, missing

@@ -55,13 +55,60 @@ def make_writable(root) -> None:
 EXACT = {"resources": {"threads_per_job": 1}}
 
 
+# Faults planted in the reference dataset: each one a stream that must fail (or be flagged)
+# for its session while everything else is built.
+FAULTS = {
+    ("001", "m06"): "dwi: NaN voxels in one volume (passes discovery, fails in the stream)",
+    ("002", "m06"): "bold: a 5-volume run (named error in the stream)",
+    ("002", "baseline"): "lesion: FLAIR whose CSF is not suppressed, no manual mask "
+                         "(the automatic lesion is implausible: needs review)",
+}
+
+
+def plant_faults(bids, truth) -> None:
+    """Write :data:`FAULTS` into a writable copy of the tiny trial's BIDS folder."""
+    import nibabel as nib
+    import numpy as np
+
+    dwi = bids / "sub-001" / "ses-m06" / "dwi" / "sub-001_ses-m06_dwi.nii.gz"
+    img = nib.load(dwi)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    data[5:7, 5:7, 5:7, 3] = np.nan
+    nan_dwi = nib.Nifti1Image(data, img.affine, img.header)
+    nan_dwi.set_data_dtype(np.float32)  # NaN needs a float type
+    nib.save(nan_dwi, dwi)
+    bold = bids / "sub-002" / "ses-m06" / "func" / "sub-002_ses-m06_task-motor_bold.nii.gz"
+    img = nib.load(bold)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[..., :5], img.affine, img.header), bold)
+    anat = bids / "sub-002" / "ses-baseline" / "anat"
+    (anat / "sub-002_ses-baseline_label-lesion_roi.nii.gz").unlink(missing_ok=True)
+    flair = anat / "sub-002_ses-baseline_FLAIR.nii.gz"
+    img = nib.load(flair)
+    dseg = nib.load(truth / "sub-002" / "ses-baseline" / "anat" / "sub-002_ses-baseline_dseg.nii.gz")
+    csf = np.asarray(dseg.dataobj) == 1  # truth labels on the same stored grid
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    wm = float(np.median(data[np.asarray(dseg.dataobj) == 3]))
+    data[csf] = 2.0 * wm  # CSF bright, as on a T2 or a failed inversion
+    nib.save(nib.Nifti1Image(data.astype(img.get_data_dtype()), img.affine, img.header), flair)
+
+
 @pytest.fixture(scope="session")
-def reference_run(tiny_trial, tmp_path_factory):
-    """The whole pipeline once on the tiny trial (shared by every workflow test that
-    only reads outputs). Returns the output folder."""
+def reference_bids(tiny_trial, tmp_path_factory):
+    """The tiny trial's BIDS folder with :data:`FAULTS` planted."""
+    bids = tmp_path_factory.mktemp("reference-bids") / "bids"
+    shutil.copytree(tiny_trial / "bids", bids)
+    plant_faults(bids, tiny_trial / "truth")
+    return bids
+
+
+@pytest.fixture(scope="session")
+def reference_run(reference_bids, tmp_path_factory):
+    """The whole pipeline once on the reference dataset (the tiny trial with
+    :data:`FAULTS`), shared by every workflow test that reads outputs (the SLURM
+    test compares its own run with it). Returns the output folder."""
     work = tmp_path_factory.mktemp("reference")
     out = work / "out"
-    snakemake(work, {"bids_dir": str(tiny_trial / "bids"), "output_dir": str(out), **EXACT},
+    snakemake(work, {"bids_dir": str(reference_bids), "output_dir": str(out), **EXACT},
               "--cores", "2")
     return out
 

@@ -45,9 +45,11 @@ def write_cross_stream_inputs(trial, out, subject: str, session: str, *, anat_to
     paths = {}
 
     def save(img, key, **entities):
+        # derivatives live on the canonical grid (pipeline.orientation); the phantom may
+        # store its truth LAS, LPS or oblique
         path = Path(bids_path(out, subject=subject, session=session, **entities))
         path.parent.mkdir(parents=True, exist_ok=True)
-        nib.save(img, path)
+        nib.save(nib.as_closest_canonical(img), path)
         paths[key] = str(path)
 
     save(nib.Nifti1Image(atlas, left.affine), "atlas", datatype="anat", suffix="dseg",
@@ -61,7 +63,8 @@ def write_cross_stream_inputs(trial, out, subject: str, session: str, *, anat_to
              datatype="anat", suffix="T1w", extension=".nii.gz", desc="preproc")
         brain = nib.load(tdir / f"{stem}_desc-brain_mask.nii.gz")
         save(nib.Nifti1Image((np.asarray(brain.dataobj) > 0).astype(np.uint8), brain.affine),
-             "brain_mask", datatype="anat", suffix="mask", extension=".nii.gz", desc="brain")
+             "brain_mask", datatype="anat", suffix="mask", extension=".nii.gz", space="T1w",
+             desc="brain")
     participants = pd.read_csv(trial / "bids" / "participants.tsv", sep="\t")
     side = participants.set_index("participant_id").loc[f"sub-{subject}", "lesion_side"]
     side_path = out / f"sub-{subject}" / f"sub-{subject}_desc-lesionside_metrics.json"

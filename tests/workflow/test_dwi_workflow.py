@@ -45,7 +45,7 @@ def _place_truth_inputs(trial, out):
                    path("dseg", space="T1w", desc="tissue"): nib.load(f"{anat}_dseg.nii.gz")}
         for target, img in targets.items():
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-            nib.save(img, target)
+            nib.save(nib.as_closest_canonical(img), target)  # derivatives are canonical
         side = truth.loc[truth.participant_id == f"sub-{sub}", "lesion_side"].iloc[0]
         (out / f"sub-{sub}" / f"sub-{sub}_desc-lesionside_metrics.json").write_text(
             json.dumps({"lesion_side": side, "source": "phantom truth"}))

@@ -40,11 +40,11 @@ def assert_tables_equal(a: pd.DataFrame, b: pd.DataFrame, rtol: float = 0.0):
         pd.testing.assert_frame_equal(a[numeric], b[numeric], rtol=rtol, check_exact=False)
 
 
-def test_deterministic_on_read_only_bids(tiny_trial, reference_run, tmp_path):
+def test_deterministic_on_read_only_bids(reference_bids, reference_run, tmp_path):
     """A second run, over a read-only copy of the BIDS folder, changes nothing in it
     and gives the identical feature table."""
     bids = tmp_path / "bids"
-    shutil.copytree(tiny_trial / "bids", bids)
+    shutil.copytree(reference_bids, bids)
     before = tree_checksums(bids)
     make_read_only(bids)
     out = tmp_path / "out"

@@ -30,10 +30,11 @@ pytestmark = [
 ]
 
 
-def test_demo_on_slurm_matches_local(tiny_trial, reference_run, tmp_path):
+def test_demo_on_slurm_matches_local(reference_bids, reference_run, tmp_path):
+    """The reference dataset (faults included: failures are recorded on SLURM too)."""
     assert _slurm_up(), "CI must start SLURM before the tests (.ci/slurm/start.sh)"
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
-    base = {"bids_dir": str(tiny_trial / "bids"), **EXACT}
+    base = {"bids_dir": str(reference_bids), **EXACT}
     slurm_out, local_out = tmp_path / "slurm" / "out", reference_run
     snakemake(tmp_path / "slurm", {**base, "output_dir": str(slurm_out)},
               "--profile", str(REPO / "configs" / "profiles" / "slurm"),
@@ -51,3 +52,5 @@ def test_demo_on_slurm_matches_local(tiny_trial, reference_run, tmp_path):
     assert all(state == "COMPLETED" and code == "0:0" for _, state, code in jobs), jobs
     n_sessions = len(pd.read_csv(local_out / "sessions.tsv", sep="\t"))
     assert len(jobs) >= n_sessions  # at least one SLURM job per session (anat)
+    # every SLURM job parsed the Snakefile; the dataset was indexed once
+    assert len((slurm_out / ".resstore" / "index.log").read_text().splitlines()) == 1

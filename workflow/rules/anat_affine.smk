@@ -50,8 +50,8 @@ rule anat_brainmask:
         per_session("benchmarks", "anat_brainmask")
     threads: THREADS
     resources:
-        mem_mb=2500,
-        runtime=15,
+        mem_mb=mem_mb_of("anat_brainmask"),
+        runtime=runtime_of("anat_brainmask"),
     shell:
         "resstore anat-preproc --t1w {input.t1w} --out-preproc {output.preproc}"
         " --out-mask {output.mask} --out-xfm {output.xfm} --out-metrics {output.metrics}"

@@ -80,8 +80,8 @@ rule anat_register:
         per_session("benchmarks", "anat_register")
     threads: THREADS
     resources:
-        mem_mb=3000,
-        runtime=20,
+        mem_mb=mem_mb_of("anat_register"),
+        runtime=runtime_of("anat_register"),
     shell:
         "resstore anat-register --t1w-preproc {input.preproc} --brain-mask {input.mask}"
         " --out-mni-to-t1w {output.mni_to_t1w} --out-t1w-to-mni {output.t1w_to_mni}"
@@ -116,8 +116,8 @@ rule anat_segment:
         per_session("benchmarks", "anat_segment")
     threads: THREADS
     resources:
-        mem_mb=3000,
-        runtime=15,
+        mem_mb=mem_mb_of("anat_segment"),
+        runtime=runtime_of("anat_segment"),
     shell:
         "resstore anat-segment --t1w-preproc {input.preproc} --mni-to-t1w {input.mni_to_t1w}"
         " --out-mask {output.mask} --out-dseg {output.dseg} --out-probseg {output.probseg}"
@@ -154,8 +154,8 @@ rule anat_thickness:
         per_session("benchmarks", "anat_thickness")
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=mem_mb_of("anat_thickness"),
+        runtime=runtime_of("anat_thickness"),
     shell:
         "resstore anat-thickness --t1w-preproc {input.preproc} --dseg {input.dseg}"
         " --probseg {input.probseg} --atlas {input.atlas} --dk {input.dk}"

@@ -5,6 +5,9 @@
 import hashlib
 import os
 
+import numpy as np
+import yaml
+
 from pipeline import bids as bidsio
 from pipeline.config import config_hash
 from pipeline.paths import bids_path
@@ -129,6 +132,43 @@ def raw(column):
 def row_value(column):
     """Params function: a value of the session's inventory row."""
     return lambda wildcards: _ROWS[(wildcards.subject, wildcards.session)][column]
+
+
+# --- resources that follow the input ----------------------------------------------
+# workflow/resources.yaml: coefficients measured by benchmarks/resources.py
+with open(os.path.join(workflow.basedir, "workflow", "resources.yaml")) as _handle:
+    RESOURCE_MODEL = yaml.safe_load(_handle)["rules"]
+
+
+def _mvoxels(path):
+    """Million voxels (all volumes) of an image, from its header."""
+    if not path:
+        return 0.0
+    import nibabel
+
+    return float(np.prod(nibabel.load(path).shape)) / 1e6
+
+
+def mem_mb_of(rule_name):
+    """``mem_mb`` callable: the model's a + b x Mvoxels of the session's input, x attempt."""
+    model = RESOURCE_MODEL[rule_name]
+
+    def resource(wildcards, attempt):
+        size = _mvoxels(_ROWS[(wildcards.subject, wildcards.session)][model["image"]])
+        return int((model["mem_a"] + model["mem_b"] * size) * attempt)
+
+    return resource
+
+
+def runtime_of(rule_name):
+    """``runtime`` callable (minutes): a + b x Mvoxels, x attempt."""
+    model = RESOURCE_MODEL[rule_name]
+
+    def resource(wildcards, attempt):
+        size = _mvoxels(_ROWS[(wildcards.subject, wildcards.session)][model["image"]])
+        return int((model["time_a"] + model["time_b"] * size) * attempt) + 1
+
+    return resource
 
 
 def option_list(flag, values):

@@ -124,8 +124,8 @@ rule dwi_preproc:
         per_session("benchmarks", "dwi_preproc")
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=mem_mb_of("dwi_preproc"),
+        runtime=runtime_of("dwi_preproc"),
     shell:
         "resstore dwi-preproc --dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
         " --out-preproc {output.preproc} --out-b0 {output.b0} --out-mask {output.mask}"
@@ -174,8 +174,8 @@ rule dwi_regions:
         per_session("benchmarks", "dwi_regions")
     threads: THREADS
     resources:
-        mem_mb=3000,
-        runtime=10,
+        mem_mb=mem_mb_of("dwi_regions"),
+        runtime=runtime_of("dwi_regions"),
     shell:
         "resstore dwi-regions --fa {input.fa} --md {input.md} --b0 {input.b0}"
         " --mask {input.mask} --t1w {input.t1w} --t1w-mask {input.t1w_mask}"

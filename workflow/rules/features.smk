@@ -69,7 +69,9 @@ rule features:
 
 rule dataset_description:
     output:
-        DATASET_DESCRIPTION,
+        description=DATASET_DESCRIPTION,
+        bidsignore=f"{OUT}/.bidsignore",
+        readme=f"{OUT}/README",
     params:
         bids_dir=config["bids_dir"],
     container:
@@ -78,4 +80,5 @@ rule dataset_description:
         f"{OUT}/logs/dataset_description.log",
     localrule: True
     shell:
-        "resstore dataset-description --bids-dir {params.bids_dir} --out {output} --log {log}"
+        "resstore dataset-description --bids-dir {params.bids_dir} --out {output.description}"
+        " --out-bidsignore {output.bidsignore} --out-readme {output.readme} --log {log}"

@@ -6,6 +6,8 @@ FUNC_CONTRASTS = FUNC["contrasts"]
 FUNC_CONTRAST_ARGS = " ".join(f"--contrast '{name}={expr}'" for name, expr in FUNC_CONTRASTS.items())
 
 BOLD_PREPROC = deriv("func", "bold", ".nii.gz", task=TASK, space="bold", desc="preproc")
+# its sidecar carries slice_time_ref and n_dummy to the GLM
+BOLD_PREPROC_SIDECAR = deriv("func", "bold", ".json", task=TASK, space="bold", desc="preproc")
 BOLD_REF = deriv("func", "boldref", ".nii.gz", task=TASK, space="bold")
 BOLD_HEAD_MASK = deriv("func", "mask", ".nii.gz", task=TASK, space="bold", desc="head")
 BOLD_CONFOUNDS = deriv("func", "timeseries", ".tsv", task=TASK, desc="confounds")
@@ -69,6 +71,7 @@ rule func_preproc:
         events=raw("events"),
     output:
         bold=BOLD_PREPROC,
+        sidecar=BOLD_PREPROC_SIDECAR,
         boldref=BOLD_REF,
         mask=BOLD_HEAD_MASK,
         confounds=BOLD_CONFOUNDS,
@@ -88,8 +91,8 @@ rule func_preproc:
         per_session("benchmarks", "func_preproc")
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=20,
+        mem_mb=mem_mb_of("func_preproc"),
+        runtime=runtime_of("func_preproc"),
     shell:
         "resstore func-preproc --bold {input.bold} --events {input.events}"
         " --out-bold {output.bold} --out-boldref {output.boldref} --out-mask {output.mask}"
@@ -131,6 +134,7 @@ rule func_coreg:
 rule func_glm:
     input:
         bold=BOLD_PREPROC,
+        bold_sidecar=BOLD_PREPROC_SIDECAR,
         bold_mask=BOLD_HEAD_MASK,
         boldref=BOLD_REF,
         confounds=BOLD_CONFOUNDS,
@@ -173,10 +177,11 @@ rule func_glm:
         per_session("benchmarks", "func_glm")
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=15,
+        mem_mb=mem_mb_of("func_glm"),
+        runtime=runtime_of("func_glm"),
     shell:
-        "resstore func-glm --bold {input.bold} --bold-mask {input.bold_mask}"
+        "resstore func-glm --bold {input.bold} --bold-sidecar {input.bold_sidecar}"
+        " --bold-mask {input.bold_mask}"
         " --boldref {input.boldref} --confounds {input.confounds} --events {input.events}"
         " --xfm {input.xfm} --t1w {input.t1w} --brain-mask {input.brain_mask}"
         " --atlas {input.atlas} --lesion {input.lesion} --lesion-side {input.lesion_side}"

@@ -82,8 +82,8 @@ rule lesion_segment:
         per_session("benchmarks", "lesion_segment")
     threads: THREADS
     resources:
-        mem_mb=3000,
-        runtime=15,
+        mem_mb=mem_mb_of("lesion_segment"),
+        runtime=runtime_of("lesion_segment"),
     shell:
         "resstore lesion-segment --t1w {input.t1w} --t1w-raw {input.t1w_raw}"
         " --brain-mask {input.brain_mask}"

@@ -47,8 +47,8 @@ rule lesion_load:
         per_session("benchmarks", "lesion_load")
     threads: THREADS
     resources:
-        mem_mb=2000,
-        runtime=5,
+        mem_mb=mem_mb_of("lesion_load"),
+        runtime=runtime_of("lesion_load"),
     shell:
         "resstore lesion-load --lesion-mask {input.mask} --t1w {input.t1w}"
         " --side {input.side} --metrics {input.metrics} --atlas {input.atlas}"
