@@ -32,7 +32,7 @@ METHOD = ("unsupervised: normal-tissue (T1w, FLAIR) Gaussian mixture with outlie
 
 
 def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, out_mask, out_metrics,
-                    out_figure, manual_overrides=True, manual_threshold=0.5, manual_labels=None,
+                    out_figure, out_flair=None, manual_overrides=True, manual_threshold=0.5, manual_labels=None,
                     options=None, bilateral_fraction=0.2, registration_voxel_mm=2.0,
                     n4_shrink_factor=4, dwi=None, baseline=False, gate_limits=None,
                     adc_threshold=620e-6) -> dict:
@@ -122,6 +122,8 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
                parameters=params,
                description=f"binary lesion mask on the T1w grid ({source})", dtype="uint8")
     write_json(out_metrics, metrics)
+    if out_flair:
+        _save_flair_t1w(flair_t1w, out_flair, sources=[flair, t1w])
 
     rows = {"FLAIR": flair_t1w} if flair_t1w is not None else {}
     rows["T1w"] = t1_img
@@ -164,6 +166,17 @@ def _gates(lesion, t1_img, mask_img, to_mni, *, flair_t1w, model, baseline, acut
         csf_t1_level=levels["csf"], gm_t1_level=levels["gm"], baseline=baseline,
         dwi_bright=None if acute is None else acute.bright, limits=limits,
         voxel_mm=float(np.cbrt(abs(np.linalg.det(t1_img.affine[:3, :3])))))
+
+
+def _save_flair_t1w(flair_t1w, out, *, sources) -> None:
+    """The registered FLAIR (QC review page), or a status record when there is no FLAIR."""
+    if flair_t1w is None:
+        status.write_records([out], {"status": "not made", "error": "no FLAIR in this session"})
+        return
+    save_image(nib.Nifti1Image(np.asarray(flair_t1w.dataobj, np.float32), flair_t1w.affine), out,
+               sources=[s for s in sources if s], parameters={"method": "N4, rigid to the T1w "
+                                                              "(Mattes MI), linear interpolation"},
+               description="FLAIR registered to the T1w, on the T1w grid")
 
 
 def read_participant_side(participants, subject: str) -> str | None:

@@ -62,6 +62,9 @@ XFM_MNI_TO_T1W_AFFINE = deriv("anat", "xfm", ".mat", from_="MNI152NLin6Asym", to
 # lesion.smk -> anat_syn (cost-function masking, lesion class), lesion_load, dwi, func.
 LESION_MASK = deriv("anat", "mask", ".nii.gz", space="T1w", desc="lesion")
 LESION_METRICS = deriv("anat", "metrics", ".json", desc="lesion")
+# lesion.smk -> qc (review page): the N4 FLAIR rigidly registered to the T1w, on the T1w
+# grid (a status record saying so where the session has no FLAIR).
+LESION_FLAIR_T1W = deriv("anat", "FLAIR", ".nii.gz", space="T1w", desc="preproc")
 # lesion.smk, once per subject from the baseline lesion (participants.tsv lesion_side
 # overrides); read with pipeline.side.read_lesion_side by every stream.
 LESION_SIDE = bids_path(OUT, datatype=None, subject="{subject}", suffix="metrics",

@@ -47,6 +47,7 @@ rule lesion_segment:
         mask=LESION_MASK,
         metrics=LESION_METRICS,
         figure=LESION_FIGURE,
+        flair_t1w=LESION_FLAIR_T1W,
     params:
         on_error=ON_ERROR,
         flair=LESION_INPUTS.option("--flair", "flair"),
@@ -100,6 +101,7 @@ rule lesion_segment:
         " --registration-voxel-mm {params.registration_voxel_mm}"
         " --n4-shrink-factor {params.n4_shrink_factor}"
         " --out-mask {output.mask} --out-metrics {output.metrics} --out-figure {output.figure}"
+        " --out-flair {output.flair_t1w}"
         " --threads {threads} --log {log} {params.on_error}"
 
 
