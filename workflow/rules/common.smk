@@ -106,7 +106,7 @@ def register_reportlet(*, modality, step, title, figure, metrics=None, caption="
 INVENTORY = bidsio.cached_inventory(
     config["bids_dir"], os.path.join(OUT, ".resstore"), sessions=config["sessions"], task=TASK,
     participant_label=config["participant_label"], exclude=config["exclude"],
-    lesion_roi_dir=config["lesion_roi_dir"],
+    lesion_roi_dir=config["lesion_roi_dir"], reviewed_dir=config["lesion"]["reviewed_dir"],
 )
 INVENTORY_DIGEST = hashlib.sha256(INVENTORY.to_csv().encode()).hexdigest()[:16]
 _ROWS = {(r["participant_id"].removeprefix("sub-"), r["session"]): r

@@ -43,6 +43,9 @@ rule lesion_segment:
         xfm=XFM_MNI_TO_T1W_AFFINE,
         flair=LESION_INPUTS.optional_raw("flair", "FLAIR"),
         manual=LESION_INPUTS.optional_raw("lesion_roi"),
+        # QC review page edits (lesion.reviewed_dir): used first; the sidecar is an input too
+        reviewed=LESION_INPUTS.optional_raw("lesion_reviewed"),
+        reviewed_sidecar=LESION_INPUTS.optional_sidecar("lesion_reviewed"),
     output:
         mask=LESION_MASK,
         metrics=LESION_METRICS,
@@ -52,6 +55,7 @@ rule lesion_segment:
         on_error=ON_ERROR,
         flair=LESION_INPUTS.option("--flair", "flair"),
         manual=LESION_INPUTS.option("--manual", "manual"),
+        reviewed=LESION_INPUTS.option("--reviewed", "reviewed"),
         dwi=lambda wildcards, input: (
             f"--dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}" if "dwi" in input.keys() else ""
         ),
@@ -88,8 +92,8 @@ rule lesion_segment:
     shell:
         "resstore lesion-segment --t1w {input.t1w} --t1w-raw {input.t1w_raw}"
         " --brain-mask {input.brain_mask}"
-        " --xfm {input.xfm} {params.flair} {params.manual} {params.dwi} {params.is_baseline}"
-        " {params.gates}"
+        " --xfm {input.xfm} {params.flair} {params.manual} {params.reviewed}"
+        " {params.dwi} {params.is_baseline} {params.gates}"
         " --manual-overrides {params.manual_overrides}"
         " --manual-threshold {params.manual_threshold} {params.manual_labels}"
         " --seed-z {params.seed_z} --seed-smoothing-mm {params.seed_smoothing_mm}"
