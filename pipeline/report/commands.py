@@ -53,6 +53,25 @@ def _report_index(args) -> None:
     log.info("dashboard: %d sessions, %.2f MB -> %s", len(context["rows"]), size / 1e6, args.out)
 
 
+def _report_review(args) -> None:
+    from urllib.parse import quote
+
+    from pipeline.report.pages import page_name
+    from pipeline.report.render import render_page
+    from pipeline.report.review import ReviewInputs, review_context
+
+    inputs = ReviewInputs(t1w=args.t1w, mask=args.mask, flair=args.flair, zmap=args.zmap,
+                          z_threshold=args.z_threshold, fa=args.fa, v1=args.v1,
+                          xfm_dwi_to_t1w=args.xfm_dwi_to_t1w)
+    context = review_context(args.participant, args.session, inputs,
+                             qc_page=quote(page_name(args.participant, args.session)))
+    scripts = ("review.js",) if context["unavailable"] else ("vendor/niivue/niivue.js", "review.js")
+    size = render_page("report_review.html.j2", context, args.out, scripts=scripts,
+                       styles=("report.css", "review.css"))
+    log.info("%s ses-%s: lesion review page, %.2f MB -> %s", args.participant, args.session,
+             size / 1e6, args.out)
+
+
 def _qc_apply_ratings(args) -> None:
     import pandas as pd
 
@@ -93,6 +112,24 @@ def register(command) -> None:
     p.add_argument("--study", required=True)
     p.add_argument("--pages", nargs="*", help="session pages (dependencies only)")
     p.add_argument("--out", required=True)
+
+    from pipeline.config import schema_default
+
+    p = command("report-review", _report_review,
+                "self-contained lesion review page of one session (NiiVue editor, offline)")
+    p.add_argument("--participant", required=True, help="sub-<label>")
+    p.add_argument("--session", required=True, help="session label (no ses-)")
+    p.add_argument("--t1w", required=True, help="N4-corrected T1w (desc-preproc, canonical grid)")
+    p.add_argument("--mask", required=True,
+                   help="the session's lesion mask on the T1w grid (space-T1w_desc-lesion_mask)")
+    p.add_argument("--flair", help="FLAIR registered to the T1w (space-T1w_desc-preproc_FLAIR)")
+    p.add_argument("--zmap", help="motor-task z-map on the T1w grid (func stream)")
+    p.add_argument("--z-threshold", type=float, default=schema_default("func", "z_threshold"),
+                   help="z-map voxels with |z| below this are not shown (func.z_threshold)")
+    p.add_argument("--fa", help="FA on the DWI grid (dwi stream; with --v1 and --xfm-dwi-to-t1w)")
+    p.add_argument("--v1", help="principal eigenvector on the DWI grid (dwi stream)")
+    p.add_argument("--xfm-dwi-to-t1w", help="ANTs rigid DWI -> T1w of the dwi stream")
+    p.add_argument("--out", required=True, help="reports/sub-X_ses-Y_review.html")
 
     p = command("qc-apply-ratings", _qc_apply_ratings,
                 "add <modality>_rating, qc_status, qc_excluded_streams to features.tsv")

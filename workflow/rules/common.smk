@@ -86,6 +86,7 @@ SESSION_ROW = deriv(None, "features", ".json")
 
 SESSION_METRICS = []  # (stream, modality, path): the feature row reads these
 REPORTLETS = []  # dicts: modality, step, title, figure, metrics, caption, methods
+REVIEW_LAYERS = []  # dicts: modality, files, options: extra layers of the lesion review page
 
 
 def register_metrics(stream, modality, path):
@@ -98,6 +99,12 @@ def register_reportlet(*, modality, step, title, figure, metrics=None, caption="
     """Declare a QC reportlet (figure + optional metrics JSON) of one step."""
     REPORTLETS.append(dict(modality=modality, step=step, title=title, figure=figure,
                            metrics=metrics, caption=caption, methods=methods))
+
+
+def register_review_layer(*, modality, files, options=""):
+    """Declare images the lesion review page shows where ``modality`` runs: ``files`` maps a
+    ``resstore report-review`` option (``zmap`` for ``--zmap``) to a path pattern."""
+    REVIEW_LAYERS.append(dict(modality=modality, files=files, options=options))
 
 
 # --- input discovery (read only) ------------------------------------------------
@@ -188,6 +195,17 @@ def session_metric_files(wildcards):
     """(stream, path) of every registered metrics JSON that runs for this session."""
     return [(stream, expand(path, **wildcards)[0])
             for stream, modality, path in SESSION_METRICS if has(modality, wildcards)]
+
+
+def session_review_layers(wildcards):
+    """Registered review-page layers whose modality runs for this session:
+    (option -> resolved path, extra command-line options)."""
+    files, options = {}, []
+    for layer in REVIEW_LAYERS:
+        if has(layer["modality"], wildcards):
+            files.update({k: expand(p, **wildcards)[0] for k, p in layer["files"].items()})
+            options.append(layer["options"])
+    return files, " ".join(o for o in options if o)
 
 
 def session_reportlets(wildcards):
