@@ -60,7 +60,8 @@ def _report_review(args) -> None:
     from pipeline.report.render import render_page
     from pipeline.report.review import ReviewInputs, review_context
 
-    inputs = ReviewInputs(t1w=args.t1w, mask=args.mask, flair=args.flair, zmap=args.zmap,
+    inputs = ReviewInputs(t1w=args.t1w, mask=args.mask, brain_mask=args.brain_mask,
+                          flair=args.flair, zmap=args.zmap,
                           z_threshold=args.z_threshold, fa=args.fa, v1=args.v1,
                           xfm_dwi_to_t1w=args.xfm_dwi_to_t1w)
     context = review_context(args.participant, args.session, inputs,
@@ -122,6 +123,8 @@ def register(command) -> None:
     p.add_argument("--t1w", required=True, help="N4-corrected T1w (desc-preproc, canonical grid)")
     p.add_argument("--mask", required=True,
                    help="the session's lesion mask on the T1w grid (space-T1w_desc-lesion_mask)")
+    p.add_argument("--brain-mask", help="brain mask on the T1w grid: the page shows it dilated by "
+                   "10 mm (without it: the head, by intensity)")
     p.add_argument("--flair", help="FLAIR registered to the T1w (space-T1w_desc-preproc_FLAIR)")
     p.add_argument("--zmap", help="motor-task z-map on the T1w grid (func stream)")
     p.add_argument("--z-threshold", type=float, default=schema_default("func", "z_threshold"),

@@ -4,16 +4,19 @@ The page (``reports/sub-X_ses-Y_review.html``) is self-contained and offline: Ni
 (vendored in ``pipeline/templates/vendor/niivue``) and every image are inlined. It
 shows the session's current lesion mask (automatic, manual or an earlier review) as
 an editable drawing on the FLAIR registered to the T1w and on the T1w, with the
-motor-task z-map (func) and the colour FA (dwi) on the T1w grid where those streams
-ran. The reviewer paints or erases and saves the mask (uint8, the T1w grid, the
-T1w's header) and a sidecar naming the rater and the mask the review started from
+motor-task z-map (func) and the colour FA (dwi) where those streams ran. The reviewer
+paints or erases and saves the mask (uint8, the T1w grid, the T1w's header) and a
+sidecar naming the rater and the mask the review started from
 (:mod:`pipeline.lesion.reviewed` reads them back).
 
-Images are embedded as gzipped NIfTI (base64) on the T1w grid cropped to the head
-(the saved mask is padded back to the full grid): T1w and FLAIR rescaled to 8 bits
-(0.5th-99.5th percentile of the head), the z-map as int16 (0.01 z steps) with
-|z| below the threshold set to 0, the colour FA as RGB (8 bits). Blinded: nothing
-here reads the allocation.
+Images are embedded as gzipped NIfTI (base64) on the T1w grid cropped to the review
+region, the brain mask dilated by 10 mm (the saved mask is padded back to the full
+grid): T1w and FLAIR rescaled to 8 bits (0.5th-99.5th percentile of the region) and 0
+outside the region (scalp, neck and background noise cost most of a page and say
+nothing about the lesion), the z-map as int16 (0.01 z steps) with |z| below the
+threshold set to 0, the colour FA as 8-bit RGB on its own DWI grid placed in the T1w's
+world by the dwi stream's rigid (not upsampled to the T1w grid). Blinded: nothing here
+reads the allocation.
 """
 
 from __future__ import annotations
@@ -37,9 +40,12 @@ from pipeline.orientation import check_same_grid, read_image
 
 log = logging.getLogger(__name__)
 
-HEAD_FRACTION = 0.05
-"""A voxel belongs to the head (crop box) when the T1w exceeds this fraction of its 99th percentile."""
-CROP_MARGIN_VOXELS = 3
+REGION_MARGIN_MM = 10.0
+"""The page shows the brain mask dilated by this much (scalp and neck are left out)."""
+HEAD_FRACTION = 0.1
+"""Without a brain mask: the head is the T1w above this fraction of its 99th percentile
+(largest component, holes filled)."""
+CROP_MARGIN_VOXELS = 2
 RATER_KEY = "resstore-qc:rater"
 """Browser storage key of the rater's name, shared with the QC pages (report.js)."""
 
@@ -62,19 +68,35 @@ def to_uint8(data: np.ndarray, where: np.ndarray | None = None, *, low: float = 
     return np.clip(np.rint((data - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
 
 
-def crop_box(t1w: np.ndarray, *keep: np.ndarray) -> tuple[slice, slice, slice]:
-    """Bounding box of the head (and of every ``keep`` mask), with a margin."""
+def review_region(t1w: np.ndarray, zooms, *, brain: np.ndarray | None = None,
+                  keep=()) -> np.ndarray:
+    """Voxels the page shows: the brain mask dilated by :data:`REGION_MARGIN_MM`, else the
+    head (T1w above :data:`HEAD_FRACTION` of its 99th percentile, largest component, holes
+    filled, dilated by :data:`CROP_MARGIN_VOXELS`), and every ``keep`` mask (the lesion)."""
     data = np.nan_to_num(np.asarray(t1w, dtype=np.float32))
-    positive = data[data > 0]
-    head = data > HEAD_FRACTION * np.percentile(positive, 99) if positive.size else data > 0
-    union = head.copy()
+    if brain is not None and np.asarray(brain).any():
+        outside = ~(np.asarray(brain) > 0)
+        region = ndimage.distance_transform_edt(outside, sampling=zooms) <= REGION_MARGIN_MM
+    else:
+        positive = data[data > 0]
+        region = data > HEAD_FRACTION * np.percentile(positive, 99) if positive.size else data > 0
+        labels, n = ndimage.label(region)
+        if n > 1:
+            region = labels == 1 + int(np.argmax(ndimage.sum(region, labels, range(1, n + 1))))
+        region = ndimage.binary_dilation(ndimage.binary_fill_holes(region),
+                                         iterations=CROP_MARGIN_VOXELS)
     for mask in keep:
-        union |= np.asarray(mask) > 0
-    if not union.any():
-        return tuple(slice(0, n) for n in data.shape)
-    idx = np.argwhere(union)
+        region |= np.asarray(mask) > 0
+    return region
+
+
+def crop_box(region: np.ndarray) -> tuple[slice, slice, slice]:
+    """Bounding box of ``region`` with a margin of :data:`CROP_MARGIN_VOXELS`."""
+    if not region.any():
+        return tuple(slice(0, n) for n in region.shape)
+    idx = np.argwhere(region)
     lo = np.maximum(idx.min(0) - CROP_MARGIN_VOXELS, 0)
-    hi = np.minimum(idx.max(0) + 1 + CROP_MARGIN_VOXELS, data.shape)
+    hi = np.minimum(idx.max(0) + 1 + CROP_MARGIN_VOXELS, region.shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
@@ -113,9 +135,10 @@ def mask_header(reference: nib.Nifti1Image) -> bytes:
     return whole[: len(whole) - int(np.prod(reference.shape[:3]))]
 
 
-def colour_fa_on_grid(fa: nib.Nifti1Image, v1: nib.Nifti1Image, t1w_to_dwi: np.ndarray,
-                      reference: nib.Nifti1Image) -> np.ndarray:
-    """Colour FA (RGB 0-255: red L-R, green A-P, blue S-I of the T1w frame) on ``reference``'s grid.
+def colour_fa(fa: nib.Nifti1Image, v1: nib.Nifti1Image,
+              t1w_to_dwi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colour FA on the DWI grid, placed in the T1w's world (RGB 0-255: red L-R, green
+    A-P, blue S-I of the T1w frame).
 
     Parameters
     ----------
@@ -123,30 +146,38 @@ def colour_fa_on_grid(fa: nib.Nifti1Image, v1: nib.Nifti1Image, t1w_to_dwi: np.n
         FA (X, Y, Z) and principal eigenvector (X, Y, Z, 3, voxel frame) on the DWI grid.
     t1w_to_dwi : ndarray (4, 4)
         World map from T1w points to DWI points (the DWI -> T1w rigid of the dwi stream).
-    reference : Nifti1Image
-        The T1w grid.
+
+    Returns
+    -------
+    rgb : ndarray (X, Y, Z, 3) uint8
+        On the DWI grid (not resampled: the viewer places it by its affine).
+    affine : ndarray (4, 4)
+        DWI voxel -> T1w world (``inv(t1w_to_dwi) @ fa.affine``).
 
     Notes
     -----
-    FA is sampled trilinearly, the eigenvector at the nearest DWI voxel, turned into
-    the DWI world frame and then into the T1w world frame by the rigid's rotation.
+    The eigenvector is turned into the DWI world frame, then into the T1w world frame
+    by the inverse of the rigid's rotation; colour = |direction| x FA (x 1.6, clipped).
     """
     from pipeline.dwi.gradients import rotation_of, voxel_to_world
 
-    vox = np.linalg.inv(fa.affine) @ t1w_to_dwi @ reference.affine
-    shape = reference.shape[:3]
-    fa_t1 = ndimage.affine_transform(np.asarray(fa.dataobj, np.float32), vox[:3, :3],
-                                     offset=vox[:3, 3], output_shape=shape, order=1, cval=0.0)
-    grid = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    at = np.rint(vox[:3, :3] @ grid + vox[:3, 3:4]).astype(int)
-    inside = np.all((at >= 0) & (at < np.array(fa.shape[:3])[:, None]), axis=0)
-    vectors = np.zeros((grid.shape[1], 3), np.float32)
-    v1_data = np.asarray(v1.dataobj, np.float32)
-    vectors[inside] = v1_data[at[0, inside], at[1, inside], at[2, inside]]
-    world_dwi = voxel_to_world(vectors, fa.affine)
+    world_dwi = voxel_to_world(np.asarray(v1.dataobj, np.float32), fa.affine)
     world_t1 = world_dwi @ rotation_of(t1w_to_dwi[:3, :3])  # R^-1 d = R^T d, row vectors
-    rgb = np.abs(world_t1).reshape(*shape, 3) * np.clip(fa_t1, 0, 1)[..., None]
-    return np.clip(np.rint(rgb * 1.6 * 255), 0, 255).astype(np.uint8)
+    rgb = np.abs(world_t1) * np.clip(np.asarray(fa.dataobj, np.float32), 0, 1)[..., None]
+    return (np.clip(np.rint(rgb * 1.6 * 255), 0, 255).astype(np.uint8),
+            np.linalg.inv(t1w_to_dwi) @ fa.affine)
+
+
+def _on_region(region: np.ndarray, affine: np.ndarray, shape, grid_affine: np.ndarray):
+    """Which voxels of another grid (``shape``, voxel -> T1w world ``grid_affine``) have
+    their centre in ``region`` (on the T1w grid ``affine``)."""
+    vox = np.linalg.inv(affine) @ grid_affine
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    at = np.rint(vox[:3, :3] @ ijk + vox[:3, 3:4]).astype(int)
+    inside = np.all((at >= 0) & (at < np.array(region.shape)[:, None]), axis=0)
+    out = np.zeros(ijk.shape[1], bool)
+    out[inside] = region[at[0, inside], at[1, inside], at[2, inside]]
+    return out.reshape(shape)
 
 
 def file_sha256(path) -> str:
@@ -172,6 +203,7 @@ class ReviewInputs:
 
     t1w: str
     mask: str
+    brain_mask: str | None = None
     flair: str | None = None
     zmap: str | None = None
     z_threshold: float = 3.1
@@ -214,12 +246,19 @@ def review_context(participant_id: str, session: str, inputs: ReviewInputs, *,
     mask_img = read_image(inputs.mask, what="lesion mask")
     check_same_grid(t1w, lesion_mask=mask_img)
     mask = np.asarray(mask_img.dataobj) > 0
-    box = crop_box(np.asarray(t1w.dataobj), mask)
+    brain = None
+    if inputs.brain_mask and not _failed(inputs.brain_mask):
+        brain_img = read_image(inputs.brain_mask, what="brain mask")
+        check_same_grid(t1w, brain_mask=brain_img)
+        brain = np.asarray(brain_img.dataobj) > 0
+    region = review_region(np.asarray(t1w.dataobj), t1w.header.get_zooms()[:3], brain=brain,
+                           keep=[mask])
+    box = crop_box(region)
+    full_region, region = region, region[box]
     affine = _cropped_affine(t1w.affine, box)
     head = np.asarray(t1w.dataobj, np.float32)[box]
-    head_mask = head > HEAD_FRACTION * np.percentile(head[head > 0], 99) if (head > 0).any() else None
     volumes = [{"key": "t1w", "label": "T1w", "b64": _b64(nifti_bytes(
-        to_uint8(head, head_mask), affine, cal=(0, 255)))}]
+        to_uint8(head, region & (head > 0)) * region, affine, cal=(0, 255)))}]
     notes = []
     layers = {"flair": None, "zmap": None, "colourfa": None}
     if inputs.flair:
@@ -231,8 +270,8 @@ def review_context(participant_id: str, session: str, inputs: ReviewInputs, *,
             check_same_grid(t1w, flair=flair)
             data = np.asarray(flair.dataobj, np.float32)[box]
             volumes.insert(0, {"key": "flair", "label": "FLAIR (registered to the T1w)",
-                               "b64": _b64(nifti_bytes(to_uint8(data, data > 0), affine,
-                                                       cal=(0, 255)))})
+                               "b64": _b64(nifti_bytes(to_uint8(data, region & (data > 0))
+                                                       * region, affine, cal=(0, 255)))})
             layers["flair"] = True
     if inputs.zmap:
         why = _failed(inputs.zmap)
@@ -242,7 +281,7 @@ def review_context(participant_id: str, session: str, inputs: ReviewInputs, *,
             zimg = read_image(inputs.zmap, what="z-map on the T1w grid")
             check_same_grid(t1w, zmap=zimg)
             z = np.nan_to_num(np.asarray(zimg.dataobj, np.float32)[box])
-            z[np.abs(z) < inputs.z_threshold] = 0
+            z[(np.abs(z) < inputs.z_threshold) | ~region] = 0
             zq = np.clip(np.rint(z * 100), -32767, 32767).astype(np.int16)
             peak = float(np.abs(z).max())
             volumes.append({"key": "zmap", "label": f"z-map (|z| >= {inputs.z_threshold:g})",
@@ -260,9 +299,10 @@ def review_context(participant_id: str, session: str, inputs: ReviewInputs, *,
 
             fa = read_image(inputs.fa, what="FA")
             v1 = read_image(inputs.v1, what="V1", ndim=(4,))
-            rgb = colour_fa_on_grid(fa, v1, read_ants_affine(inputs.xfm_dwi_to_t1w), t1w)
+            rgb, rgb_affine = colour_fa(fa, v1, read_ants_affine(inputs.xfm_dwi_to_t1w))
+            rgb[~_on_region(full_region, t1w.affine, rgb.shape[:3], rgb_affine)] = 0
             volumes.append({"key": "colourfa", "label": "colour FA (red L-R, green A-P, blue S-I)",
-                            "rgb": True, "b64": _b64(nifti_bytes(rgb[box], affine, rgb=True))})
+                            "rgb": True, "b64": _b64(nifti_bytes(rgb, rgb_affine, rgb=True))})
             layers["colourfa"] = True
     voxel_ml = float(abs(np.linalg.det(t1w.affine[:3, :3])) / 1000.0)
     inside = mask[box]

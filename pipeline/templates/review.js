@@ -147,7 +147,7 @@
       var index = layer(v, key);
       if (index >= 0) { v.nv.setOpacity(index, on ? 1 : 0); }
     });
-    if (key === "colourfa") { setText("caption-t1w", on ? "colour FA (red L-R, green A-P, blue S-I) on the T1w grid" : "T1w"); }
+    if (key === "colourfa") { setText("caption-t1w", on ? "colour FA (red L-R, green A-P, blue S-I) over the T1w" : "T1w"); }
   }
 
   // ------------------------------------------------------------------ save

@@ -14,10 +14,11 @@ import pytest
 from pipeline.lesion.reviewed import voxel_sha256
 from pipeline.report.review import (
     ReviewInputs,
-    colour_fa_on_grid,
+    colour_fa,
     crop_box,
     mask_header,
     review_context,
+    review_region,
 )
 
 AFFINE = np.array([[1.0, 0, 0, -3], [0, 1.2, 0, -4], [0, 0, 1.5, -5], [0, 0, 0, 1]])
@@ -27,17 +28,25 @@ def _volume(spec) -> nib.Nifti1Image:
     return nib.Nifti1Image.from_bytes(gzip.decompress(base64.b64decode(spec)))
 
 
-def _session_files(tmp_path, *, head_box=True):
-    t1 = np.zeros((20, 22, 24), np.float32)
-    t1[3:17, 2:19, 4:21] = 100.0 if head_box else 0.0
+SHAPE = (30, 32, 34)
+HEAD = (slice(8, 22), slice(9, 23), slice(10, 24))
+BRAIN = (slice(10, 20), slice(11, 21), slice(12, 22))
+
+
+def _session_files(tmp_path):
+    rng = np.random.default_rng(3)
+    t1 = rng.uniform(0, 5, SHAPE).astype(np.float32)           # background noise
+    t1[HEAD] = 100.0
     affine = np.diag([2.0, 2.0, 2.5, 1.0])
+    brain = np.zeros(SHAPE, np.uint8)
+    brain[BRAIN] = 1
     files = {}
-    for name, data in (("t1w", t1), ("flair", t1 * 0.5),
-                       ("zmap", np.where(t1 > 0, 4.0, 1.0).astype(np.float32))):
+    for name, data in (("t1w", t1), ("flair", t1 * 0.5), ("brain", brain),
+                       ("zmap", np.where(t1 > 50, 4.0, 1.0).astype(np.float32))):
         files[name] = tmp_path / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(data, affine), files[name])
-    mask = np.zeros(t1.shape, np.uint8)
-    mask[6:9, 7:9, 10:12] = 1
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[12:15, 13:15, 15:17] = 1
     files["mask"] = tmp_path / "sub-01_ses-baseline_space-T1w_desc-lesion_mask.nii.gz"
     nib.save(nib.Nifti1Image(mask, affine), files["mask"])
     files["mask"].with_name(files["mask"].name.replace(".nii.gz", ".json")).write_text(
@@ -48,15 +57,19 @@ def _session_files(tmp_path, *, head_box=True):
 def test_review_page_data(tmp_path):
     files, mask, affine = _session_files(tmp_path)
     context = review_context("sub-01", "baseline", ReviewInputs(
-        t1w=str(files["t1w"]), mask=str(files["mask"]), flair=str(files["flair"]),
-        zmap=str(files["zmap"]), z_threshold=3.1), qc_page="sub-01_ses-baseline.html")
+        t1w=str(files["t1w"]), mask=str(files["mask"]), brain_mask=str(files["brain"]),
+        flair=str(files["flair"]), zmap=str(files["zmap"]), z_threshold=3.1),
+        qc_page="sub-01_ses-baseline.html")
     data = context["page_data"]
     assert [v["key"] for v in data["volumes"]] == ["flair", "t1w", "zmap"]
+    # brain mask + 10 mm (5 voxels in x, y; 4 in z) + 2 voxels of margin
     start, shape = data["crop_start"], data["crop_shape"]
-    assert start == [0, 0, 1] and shape == [20, 22, 23]       # head box + 3 voxels, clipped
+    assert start == [3, 4, 6] and shape == [24, 24, 22]
     t1 = _volume(data["volumes"][1]["b64"])
     assert t1.shape == tuple(shape) and t1.get_data_dtype() == np.uint8
     np.testing.assert_allclose(t1.affine[:3, 3], (affine @ [*start, 1])[:3])
+    values = np.asarray(t1.dataobj)
+    assert values[0, 0, 0] == 0 and values[12, 12, 11] == 255   # outside the region: 0
     z = _volume(data["volumes"][2]["b64"])
     assert set(np.unique(z.dataobj.get_unscaled())) == {0, 400}       # |z| < 3.1 -> 0
     np.testing.assert_allclose(np.unique(np.asarray(z.dataobj)), [0.0, 4.0], rtol=1e-6)
@@ -76,6 +89,14 @@ def test_review_page_data(tmp_path):
     assert "allocation" not in json.dumps(context["page_data"]).lower()
 
 
+def test_review_region_without_a_brain_mask_is_the_head(tmp_path):
+    files, mask, _ = _session_files(tmp_path)
+    data = review_context("sub-01", "baseline", ReviewInputs(
+        t1w=str(files["t1w"]), mask=str(files["mask"])), qc_page="x.html")["page_data"]
+    # head (above 10 % of the 99th percentile, noise left out) + 2 voxels, + 2 of margin
+    assert data["crop_start"] == [4, 5, 6] and data["crop_shape"] == [22, 22, 22]
+
+
 def test_review_page_without_a_lesion_mask_says_why(tmp_path):
     from pipeline import status
 
@@ -86,13 +107,16 @@ def test_review_page_without_a_lesion_mask_says_why(tmp_path):
     assert "failed: bad FLAIR" in context["unavailable"]
 
 
-def test_crop_box_keeps_the_mask():
+def test_region_keeps_the_mask_and_crop_box_has_a_margin():
     t1 = np.zeros((10, 10, 10))
     t1[4:6, 4:6, 4:6] = 100
     keep = np.zeros(t1.shape, bool)
     keep[0, 9, 5] = True
-    box = crop_box(t1, keep)
-    assert [(s.start, s.stop) for s in box] == [(0, 9), (1, 10), (1, 9)]
+    region = review_region(t1, (1.0, 1.0, 1.0), keep=[keep])
+    assert region[0, 9, 5] and region[2, 4, 4] and not region[1, 4, 4] and not region[2, 2, 2]
+    box = crop_box(region)
+    assert [(s.start, s.stop) for s in box] == [(0, 10), (0, 10), (0, 10)]
+    assert [(s.start, s.stop) for s in crop_box(t1 > 0)] == [(2, 8), (2, 8), (2, 8)]
 
 
 def test_mask_header_is_the_t1w_grid():
@@ -105,16 +129,15 @@ def test_mask_header_is_the_t1w_grid():
 
 def test_colour_fa_follows_the_rigid_rotation():
     """V1 along the DWI x axis; the T1w frame rotated 90 degrees about z: the fibre runs along
-    the T1w's y axis (green) there."""
+    the T1w's y axis (green) there, and the DWI grid is placed in the T1w's world."""
     shape = (6, 7, 8)
-    fa = nib.Nifti1Image(np.full(shape, 0.5, np.float32), np.eye(4))
+    fa = nib.Nifti1Image(np.full(shape, 0.5, np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
     v1 = np.zeros((*shape, 3), np.float32)
     v1[..., 0] = 1.0
     rot = np.array([[0, -1, 0, 5.0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])  # T1w -> DWI
-    ref = nib.Nifti1Image(np.zeros((7, 6, 8), np.float32), np.eye(4))
-    rgb = colour_fa_on_grid(fa, nib.Nifti1Image(v1, np.eye(4)), rot, ref)
-    centre = rgb[3, 3, 4]
-    assert centre[1] > 150 and centre[0] == 0 and centre[2] == 0
-    same = colour_fa_on_grid(fa, nib.Nifti1Image(v1, np.eye(4)), np.eye(4),
-                             nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)))
+    rgb, affine = colour_fa(fa, nib.Nifti1Image(v1, fa.affine), rot)
+    assert rgb.shape == (*shape, 3) and rgb.dtype == np.uint8
+    assert rgb[3, 3, 4, 1] > 150 and rgb[3, 3, 4, 0] == 0 and rgb[3, 3, 4, 2] == 0
+    np.testing.assert_allclose(rot @ affine, fa.affine)       # DWI voxel -> T1w world
+    same, _ = colour_fa(fa, nib.Nifti1Image(v1, fa.affine), np.eye(4))
     assert same[3, 3, 4, 0] > 150 and same[3, 3, 4, 1] == 0

@@ -60,6 +60,7 @@ rule report_review:
     input:
         t1w=T1W_PREPROC,
         mask=LESION_MASK,
+        brain_mask=BRAIN_MASK_AFFINE,
         flair=lambda wildcards: (
             expand(LESION_FLAIR_T1W, **wildcards) if has("FLAIR", wildcards) else []
         ),
@@ -86,6 +87,7 @@ rule report_review:
     shell:
         "resstore report-review --participant sub-{wildcards.subject}"
         " --session {wildcards.session} --t1w {input.t1w} --mask {input.mask}"
+        " --brain-mask {input.brain_mask}"
         " {params.flair} {params.layers} {params.options} --out {output} --log {log}"
 
 
