@@ -137,6 +137,11 @@
     api.viewers.forEach(function (v) { v.nv.setSliceType(type); });
   }
 
+  function indexOf(vox) {  // voxel of the page's (cropped) grid -> index in the mask bitmap
+    var c = data.crop_shape, v = Array.prototype.map.call(vox, Math.round);
+    return v[0] + c[0] * (v[1] + c[1] * v[2]);
+  }
+
   function layer(viewer, key) {
     for (var i = 0; i < viewer.keys.length; i++) { if (viewer.keys[i] === key) { return i; } }
     return -1;
@@ -273,7 +278,13 @@
       nv.drawRimOpacity = 1.0;
       nv.setDrawOpacity(state.drawOpacity);
       nv.onDrawingChanged = function (action) { if (action === "draw") { commit(viewer); } };
-      nv.onLocationChange = function (where) { setText("location", where && where.string ? where.string : ""); };
+      nv.onLocationChange = function (where) {
+        if (!where || !where.vox || !where.mm) { return; }
+        var voxel = Array.prototype.map.call(where.vox, function (v, i) { return Math.round(v) + data.crop_start[i]; });
+        var mm = Array.prototype.map.call(where.mm, function (v) { return Number(v).toFixed(1); });
+        setText("location", "Cross-hair: T1w voxel (" + voxel.join(", ") + "), world (" + mm.slice(0, 3).join(", ")
+          + ") mm; in the mask: " + (state.current && state.current[nv.back ? indexOf(where.vox) : -1] ? "yes" : "no"));
+      };
       return viewer;
     });
   }
