@@ -88,33 +88,35 @@ def _qc_apply_ratings(args) -> None:
 
 
 def register(command) -> None:
+    from pipeline.config import schema_default
+
+    def group_options(p) -> None:
+        p.add_argument("--features", required=True, help="group features.tsv")
+        p.add_argument("--inventory", required=True, help="sessions.tsv")
+        p.add_argument("--ratings", help="qc/ratings.tsv (optional; qc.ratings)")
+        p.add_argument("--outlier-robust-z", type=float,
+                       default=schema_default("qc", "outlier_robust_z"),
+                       help="flag a metric whose |robust z| over the group exceeds this "
+                            "(qc.outlier_robust_z)")
+        p.add_argument("--outlier-min-sessions", type=int,
+                       default=schema_default("qc", "outlier_min_sessions"),
+                       help="flag outliers only in a group of at least this many sessions "
+                            "(qc.outlier_min_sessions)")
+        p.add_argument("--study", required=True,
+                       help="study identifier; names the browser storage shared by the study's pages")
+
     p = command("report-session", _report_session, "self-contained QC page of one session")
     p.add_argument("--participant", required=True, help="sub-<label>")
     p.add_argument("--session", required=True, help="session label (no ses-)")
     p.add_argument("--reportlets", default="[]",
                    help="JSON list of {modality, step, title, figure, metrics, caption, methods}")
-    p.add_argument("--features", required=True, help="group features.tsv")
-    p.add_argument("--inventory", required=True, help="sessions.tsv")
-    p.add_argument("--ratings", help="qc/ratings.tsv (optional)")
-    p.add_argument("--outlier-robust-z", type=float, default=3.5)
-    p.add_argument("--outlier-min-sessions", type=int, default=10,
-                   help="flag outliers only in a group of at least this many sessions")
-    p.add_argument("--study", required=True,
-                   help="study identifier; names the browser storage shared by the study's pages")
-    p.add_argument("--out", required=True)
+    group_options(p)
+    p.add_argument("--out", required=True, help="reports/sub-X_ses-Y.html")
 
     p = command("report-index", _report_index, "QC dashboard of every session (index.html)")
-    p.add_argument("--features", required=True)
-    p.add_argument("--inventory", required=True)
-    p.add_argument("--ratings")
-    p.add_argument("--outlier-robust-z", type=float, default=3.5)
-    p.add_argument("--outlier-min-sessions", type=int, default=10,
-                   help="flag outliers only in a group of at least this many sessions")
-    p.add_argument("--study", required=True)
+    group_options(p)
     p.add_argument("--pages", nargs="*", help="session pages (dependencies only)")
-    p.add_argument("--out", required=True)
-
-    from pipeline.config import schema_default
+    p.add_argument("--out", required=True, help="reports/index.html")
 
     p = command("report-review", _report_review,
                 "self-contained lesion review page of one session (NiiVue editor, offline)")
@@ -136,6 +138,6 @@ def register(command) -> None:
 
     p = command("qc-apply-ratings", _qc_apply_ratings,
                 "add <modality>_rating, qc_status, qc_excluded_streams to features.tsv")
-    p.add_argument("--features", required=True)
+    p.add_argument("--features", required=True, help="features.tsv")
     p.add_argument("--ratings", help="qc/ratings.tsv; without it every session is 'unrated'")
     p.add_argument("--out", help="output TSV (default: rewrite --features)")
