@@ -19,7 +19,8 @@ from pipeline.errors import PipelineInputError
 log = logging.getLogger(__name__)
 
 MODALITIES = ("T1w", "FLAIR", "dwi", "bold")
-FILE_COLUMNS = ("t1w", "flair", "lesion_roi", "dwi", "bval", "bvec", "bold", "events")
+FILE_COLUMNS = ("t1w", "flair", "lesion_roi", "lesion_reviewed", "dwi", "bval", "bvec", "bold",
+                "events")
 INVENTORY_COLUMNS = ("participant_id", "session", "status", "modalities", *FILE_COLUMNS,
                      "bold_tr_s", "problems")
 
@@ -33,6 +34,7 @@ class SessionFiles:
     t1w: str | None = None
     flair: str | None = None
     lesion_roi: str | None = None
+    lesion_reviewed: str | None = None
     dwi: str | None = None
     bval: str | None = None
     bvec: str | None = None
@@ -61,7 +63,7 @@ def _layout(bids_dir):
 
 
 def discover(bids_dir, *, sessions, task: str = "motor", participant_label=(), exclude=(),
-             lesion_roi_dir=None) -> pd.DataFrame:
+             lesion_roi_dir=None, reviewed_dir=None) -> pd.DataFrame:
     """Build the inventory of a BIDS dataset.
 
     Parameters
@@ -78,6 +80,10 @@ def discover(bids_dir, *, sessions, task: str = "motor", participant_label=(), e
         ``sub-X_ses-Y`` sessions to skip.
     lesion_roi_dir : path or None
         Extra folder searched for ``*_label-lesion_roi.nii.gz`` manual masks.
+    reviewed_dir : path or None
+        Folder of reviewed lesion masks saved from the QC review pages
+        (``sub-X/ses-Y/anat/sub-X_ses-Y_space-T1w_desc-reviewed_mask.nii.gz``, column
+        ``lesion_reviewed``; :mod:`pipeline.lesion.reviewed`).
 
     Returns
     -------
@@ -102,11 +108,12 @@ def discover(bids_dir, *, sessions, task: str = "motor", participant_label=(), e
             if not session_dir.is_dir():
                 continue
             rows.append(_session_row(layout, indexed, session_dir, sub, ses, task, exclude,
-                                     lesion_roi_dir))
+                                     lesion_roi_dir, reviewed_dir))
     return pd.DataFrame(rows, columns=list(INVENTORY_COLUMNS))
 
 
-def _session_row(layout, indexed, session_dir, sub, ses, task, exclude, lesion_roi_dir) -> dict:
+def _session_row(layout, indexed, session_dir, sub, ses, task, exclude, lesion_roi_dir,
+                 reviewed_dir=None) -> dict:
     problems: list[str] = []
     for path in sorted(session_dir.rglob("*")):
         if (path.is_file() and path.resolve() not in indexed and not path.name.startswith(".")
@@ -125,6 +132,7 @@ def _session_row(layout, indexed, session_dir, sub, ses, task, exclude, lesion_r
                      problems, session_dir),
     }
     files["lesion_roi"] = _find_lesion_roi(session_dir, sub, ses, lesion_roi_dir)
+    files["lesion_reviewed"] = _find_reviewed_mask(sub, ses, reviewed_dir)
     modalities = []
     status = "ok"
     key = f"sub-{sub}_ses-{ses}"
@@ -193,6 +201,16 @@ def _find_lesion_roi(session_dir: Path, sub, ses, lesion_roi_dir):
     return None
 
 
+def _find_reviewed_mask(sub, ses, reviewed_dir):
+    """Reviewed lesion mask of a session in ``reviewed_dir`` (its sidecar is checked when read)."""
+    if not reviewed_dir:
+        return None
+    from pipeline.lesion.reviewed import reviewed_path
+
+    path = reviewed_path(reviewed_dir, sub, ses)
+    return str(path.resolve()) if path.exists() else None
+
+
 def runnable(inventory: pd.DataFrame, modality: str) -> list[tuple[str, str]]:
     """(subject label, session label) pairs whose ``modality`` will run."""
     out = []
@@ -231,7 +249,8 @@ def cached_inventory(bids_dir, cache_dir, **options) -> pd.DataFrame:
     The workflow parses its Snakefile in every job (every SLURM job re-reads it), and
     indexing a BIDS dataset with pybids (validation included) and reading every
     header takes seconds to minutes. The inventory is therefore stored in
-    ``cache_dir`` under a key made of the options and :func:`fingerprint`; a parse
+    ``cache_dir`` under a key made of the options and :func:`fingerprint` (of the
+    dataset and of the ``lesion_roi_dir`` / ``reviewed_dir`` mask folders); a parse
     that finds it reads it back. Each real indexing appends a line to
     ``cache_dir/index.log`` (a test counts them).
     """
@@ -242,8 +261,12 @@ def cached_inventory(bids_dir, cache_dir, **options) -> pd.DataFrame:
     import time
 
     cache_dir = Path(cache_dir)
+    # folders of masks outside the BIDS dataset (manual, reviewed) are part of its state
+    extra = {k: fingerprint(options[k]) for k in ("lesion_roi_dir", "reviewed_dir")
+             if options.get(k) and Path(options[k]).is_dir()}
     key = hashlib.sha256(json.dumps(
         {"bids": str(Path(bids_dir).resolve()), "fingerprint": fingerprint(bids_dir),
+         "mask_folders": extra,
          **{k: (list(v) if isinstance(v, tuple | list) else v) for k, v in sorted(options.items())}},
         sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache_dir / f"inventory-{key}.tsv"

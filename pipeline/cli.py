@@ -69,7 +69,7 @@ def _cmd_inventory(args) -> None:
 
     options = dict(sessions=args.sessions, task=args.task,
                    participant_label=args.participant_label or [], exclude=args.exclude or [],
-                   lesion_roi_dir=args.lesion_roi_dir)
+                   lesion_roi_dir=args.lesion_roi_dir, reviewed_dir=args.reviewed_dir)
     inv = (cached_inventory(args.bids_dir, args.cache_dir, **options) if args.cache_dir
            else discover(args.bids_dir, **options))
     _atomic_write(Path(args.out), lambda tmp: inv.to_csv(tmp, sep="\t", index=False,
@@ -202,6 +202,8 @@ def _cmd_validate_config(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.config import schema_default
+
     parser = argparse.ArgumentParser(prog="resstore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -248,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--participant-label", nargs="*", help="subjects to include (default: all)")
     p.add_argument("--exclude", nargs="*", help="sub-X_ses-Y sessions to skip")
     p.add_argument("--lesion-roi-dir", help="extra folder of manual lesion masks")
+    p.add_argument("--reviewed-dir", default=schema_default("lesion", "reviewed_dir"),
+                   help="folder of reviewed lesion masks saved from the QC review pages "
+                        "(sub-X/ses-Y/anat/*_space-T1w_desc-reviewed_mask.nii.gz; lesion.reviewed_dir)")
     p.add_argument("--cache-dir", help="inventory cache (the workflow's <output_dir>/.resstore): "
                    "the dataset is indexed once per state and configuration")
     p.add_argument("--out", required=True, help="sessions.tsv")

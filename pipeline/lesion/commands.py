@@ -24,7 +24,8 @@ def _cmd_segment(args) -> None:
     segment_session(
         t1w=args.t1w, t1w_raw=args.t1w_raw, brain_mask=args.brain_mask, xfm=args.xfm, flair=args.flair,
         manual=args.manual, out_mask=args.out_mask, out_metrics=args.out_metrics,
-        out_figure=args.out_figure, manual_overrides=args.manual_overrides,
+        out_figure=args.out_figure, out_flair=args.out_flair, reviewed=args.reviewed,
+        manual_overrides=args.manual_overrides,
         manual_threshold=args.manual_threshold, manual_labels=args.manual_labels,
         options=dict(seed_z=args.seed_z, grow_z=args.grow_z,
                      seed_smoothing_mm=args.seed_smoothing_mm,
@@ -75,9 +76,14 @@ def register(command) -> None:
                        ("--out-mask", "lesion mask on the T1w grid (uint8)"),
                        ("--out-metrics", "metrics JSON"), ("--out-figure", "QC figure (PNG)")):
         p.add_argument(opt, required=True, help=help_)
+    p.add_argument("--out-flair", help="N4 FLAIR registered to the T1w, on the T1w grid (review "
+                   "page); without --flair a status record saying there is no FLAIR")
     p.add_argument("--flair", help="raw FLAIR (omit: no automatic segmentation)")
     p.add_argument("--manual", help="manual *_label-lesion_roi mask drawn on the T1w's grid "
                    "(any storage orientation)")
+    p.add_argument("--reviewed", help="reviewed mask saved from the QC review page "
+                   "(*_space-T1w_desc-reviewed_mask.nii.gz, its JSON sidecar beside it); used "
+                   "instead of the manual and the automatic mask")
     p.add_argument("--manual-overrides", type=_bool, default=default("manual_overrides_automatic"),
                    help="use the manual mask instead of the automatic one (true/false)")
     p.add_argument("--manual-threshold", type=float, default=default("manual_threshold"),

@@ -10,8 +10,8 @@ import numpy as np  # noqa: E402
 
 from pipeline.qc.figures import canonical, display_range, save  # noqa: E402
 
-COLORS = {"lesion": "#ff3b30", "manual": "#ffcc00", "cst ipsilesional": "#0a84ff",
-          "cst contralesional": "#34c759", "ADC core": "#00e5ff"}
+COLORS = {"lesion": "#ff3b30", "manual": "#ffcc00", "automatic": "#ffcc00",
+          "cst ipsilesional": "#0a84ff", "cst contralesional": "#34c759", "ADC core": "#00e5ff"}
 
 
 def _positions(mask: np.ndarray, fallback: np.ndarray, axis: int, n: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from pipeline.errors import PipelineInputError
 from pipeline.io import read_json, save_image, write_json
 from pipeline.lesion import measures, plausibility
 from pipeline.lesion.figures import lesion_mosaic
+from pipeline.lesion.reviewed import NOT_REVIEWED, read_reviewed_mask
 from pipeline.lesion.space import apply_affine
 from pipeline.orientation import check_same_grid, read_image, read_image_storage
 from pipeline.side import ROLES, LesionSide, read_lesion_side
@@ -32,15 +33,17 @@ METHOD = ("unsupervised: normal-tissue (T1w, FLAIR) Gaussian mixture with outlie
 
 
 def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, out_mask, out_metrics,
-                    out_figure, manual_overrides=True, manual_threshold=0.5, manual_labels=None,
+                    out_figure, out_flair=None, reviewed=None, manual_overrides=True,
+                    manual_threshold=0.5, manual_labels=None,
                     options=None, bilateral_fraction=0.2, registration_voxel_mm=2.0,
                     n4_shrink_factor=4, dwi=None, baseline=False, gate_limits=None,
                     adc_threshold=620e-6) -> dict:
     """Lesion mask (space-T1w) and volume metrics of one session.
 
-    Source of the mask: the manual mask when given and ``manual_overrides``;
-    else the automatic segmentation when a FLAIR is given; else the manual
-    mask; else an empty mask (no FLAIR, no manual mask: nothing can be said
+    Source of the mask: the reviewed mask of the QC review page (with its sidecar,
+    :mod:`pipeline.lesion.reviewed`) when given; else the manual mask when given and
+    ``manual_overrides``; else the automatic segmentation when a FLAIR is given; else
+    the manual mask; else an empty mask (no FLAIR, no manual mask: nothing can be said
     about a lesion, so the volume metrics are NA while the empty mask lets the
     other streams run unmasked). Every image enters through the orientation
     contract (:mod:`pipeline.orientation`): raw inputs in any storage, all
@@ -89,7 +92,13 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
         seg_metrics.update(acute.metrics)
         if automatic is not None:  # subacute: the FLAIR lesion and the diffusion core
             automatic = automatic | acute.core
-    if manual_mask is not None and (manual_overrides or automatic is None):
+    # reviewed > manual > automatic; the review's starting mask is checked against both
+    review = (read_reviewed_mask(reviewed, t1_img, versions={"manual": manual_mask,
+                                                             "automatic": automatic})
+              if reviewed else None)
+    if review is not None:
+        lesion, source = review.mask, "reviewed"
+    elif manual_mask is not None and (manual_overrides or automatic is None):
         lesion, source = manual_mask, "manual"
     elif automatic is not None:
         lesion, source = automatic, "automatic"
@@ -102,6 +111,7 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
         metrics["lesion_status"] = "no FLAIR and no manual lesion mask in this session"
     metrics.update(seg_metrics)
     metrics["lesion_source"] = source
+    metrics.update(review.metrics() if review else NOT_REVIEWED)
     gates = _gates(lesion, t1_img, mask_img, to_mni, flair_t1w=flair_t1w,
                    model=model_obj, baseline=baseline, acute=acute, limits=gate_limits)
     metrics["lesion_plausibility"] = plausibility.summary(gates)
@@ -116,12 +126,15 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
     params = {"source": source, "manual_overrides": manual_overrides, "method": METHOD,
               "manual_mask_rule": manual_rule, **(options or {}), **model,
               "plausibility_gates": [g.to_dict() for g in gates],
-              "diffusion_evidence": acute is not None}
+              "diffusion_evidence": acute is not None,
+              "review": review.provenance() if review else None}
     save_image(nib.Nifti1Image(lesion.astype(np.uint8), t1_img.affine), out_mask,
-               sources=[s for s in (t1w_raw, t1w, flair, manual, brain_mask, xfm) if s],
+               sources=[s for s in (t1w_raw, t1w, flair, manual, reviewed, brain_mask, xfm) if s],
                parameters=params,
                description=f"binary lesion mask on the T1w grid ({source})", dtype="uint8")
     write_json(out_metrics, metrics)
+    if out_flair:
+        _save_flair_t1w(flair_t1w, out_flair, sources=[flair, t1w])
 
     rows = {"FLAIR": flair_t1w} if flair_t1w is not None else {}
     rows["T1w"] = t1_img
@@ -133,10 +146,13 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
                     "lesion": nib.Nifti1Image(automatic.astype(np.uint8), t1_img.affine)}
     if acute is not None:
         contours["ADC core"] = nib.Nifti1Image(acute.core.astype(np.uint8), t1_img.affine)
+    if automatic is not None and source == "reviewed" and manual_mask is None:
+        contours["automatic"] = nib.Nifti1Image(automatic.astype(np.uint8), t1_img.affine)
     vol = metrics["lesion_volume_ml"]
     rule = f"; manual mask: {manual_rule}" if manual_rule and source == "manual" else ""
     lesion_mosaic(rows, contours, out_figure, focus="lesion",
                   title=f"{Path(t1w).name.split('_desc')[0]}: lesion ({source}"
+                        + (f" by {review.rater}" if review else "")
                         + (f", {vol:.1f} mL" if vol is not None else "") + f"){rule}")
     return metrics
 
@@ -164,6 +180,17 @@ def _gates(lesion, t1_img, mask_img, to_mni, *, flair_t1w, model, baseline, acut
         csf_t1_level=levels["csf"], gm_t1_level=levels["gm"], baseline=baseline,
         dwi_bright=None if acute is None else acute.bright, limits=limits,
         voxel_mm=float(np.cbrt(abs(np.linalg.det(t1_img.affine[:3, :3])))))
+
+
+def _save_flair_t1w(flair_t1w, out, *, sources) -> None:
+    """The registered FLAIR (QC review page), or a status record when there is no FLAIR."""
+    if flair_t1w is None:
+        status.write_records([out], {"status": "not made", "error": "no FLAIR in this session"})
+        return
+    save_image(nib.Nifti1Image(np.asarray(flair_t1w.dataobj, np.float32), flair_t1w.affine), out,
+               sources=[s for s in sources if s], parameters={"method": "N4, rigid to the T1w "
+                                                              "(Mattes MI), linear interpolation"},
+               description="FLAIR registered to the T1w, on the T1w grid")
 
 
 def read_participant_side(participants, subject: str) -> str | None:

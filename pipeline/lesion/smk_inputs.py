@@ -80,6 +80,13 @@ class LesionInputs:
 
         return lookup
 
+    def optional_sidecar(self, column: str) -> Callable:
+        """Input function: [JSON sidecar of the file in ``column``] when there is one, else []."""
+        from pipeline.io import sidecar_path
+
+        raw = self.optional_raw(column)
+        return lambda wildcards: [str(sidecar_path(path)) for path in raw(wildcards)]
+
     @staticmethod
     def option(flag: str, name: str) -> Callable:
         """Params function: ``flag <path>`` when the optional input ``name`` is given."""

@@ -22,6 +22,7 @@ from pipeline.io import read_json
 from pipeline.report import group
 from pipeline.report.ratings import MODALITIES, excluded_streams, rating_column
 from pipeline.report.render import png_data_uri
+from pipeline.report.review import review_page_name
 
 MODALITY_LABELS = {"T1w": "T1-weighted anatomy (T1w)", "lesion": "Lesion mask",
                    "FLAIR": "FLAIR image quality",
@@ -151,6 +152,9 @@ def session_context(participant_id: str, session: str, *, reportlets: list[dict]
             "n_failed": sum(1 for it in items if it["failed"]),
             "metrics": metrics, "reportlets": items, "recorded": recorded.get(modality),
             "excluded": excluded_streams([modality]) if modality in failed else [],
+            # the lesion review page (qc.smk report_review): view, edit and save the mask
+            "review_href": (quote(review_page_name(participant_id, session))
+                            if modality == "lesion" else None),
             "n_outliers": sum(m["outlier"] for m in metrics)
             + sum(m["outlier"] for it in items for m in it["metrics"]),
         })

@@ -16,7 +16,8 @@ from pipeline.io import _atomic_write
 
 
 def _asset(name: str) -> str:
-    return resources.files("pipeline").joinpath("templates", name).read_text()
+    """A file of ``pipeline/templates`` (``vendor/niivue/niivue.js`` for a subfolder)."""
+    return resources.files("pipeline").joinpath("templates", *name.split("/")).read_text()
 
 
 @cache
@@ -67,25 +68,34 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-def render_page(template: str, context: dict, out) -> int:
-    """Render ``template`` with the shared CSS/JS inlined; write ``out`` atomically.
+def render_page(template: str, context: dict, out, *, scripts=("report.js",),
+                styles=("report.css",)) -> int:
+    """Render ``template`` with its CSS/JS inlined; write ``out`` atomically.
 
     The page carries a Content-Security-Policy that allows only its own
-    inline script and style (by hash) and ``data:`` images: no network, and
+    inline scripts and style (by hash) and ``data:`` images: no network, and
     an injected ``<script>`` would not run even if escaping failed.
+
+    Parameters
+    ----------
+    scripts, styles : sequence of str
+        Files of ``pipeline/templates`` inlined in this order (the template gets
+        ``inline_scripts``, ``inline_script`` (the first) and ``inline_style``).
 
     Returns
     -------
     int
         Size of the page in bytes.
     """
-    script = _asset("report.js")
-    style = _asset("report.css")
+    code = [_asset(name) for name in scripts]
+    style = "\n".join(_asset(name) for name in styles)
     csp = ("default-src 'none'; img-src data:; "
-           f"style-src {_csp_hash(style)}; script-src {_csp_hash(script)}; "
+           f"style-src {_csp_hash(style)}; script-src {' '.join(_csp_hash(c) for c in code)}; "
            "base-uri 'none'; form-action 'none'")
+    inline = [_markup(c, "script") for c in code]
     html = environment().get_template(template).render(
-        **context, inline_script=_markup(script), inline_style=_markup(style), csp=csp)
+        **context, inline_script=inline[0] if inline else "", inline_scripts=inline,
+        inline_style=_markup(style, "style"), csp=csp)
     data = html.encode("utf-8")
     _atomic_write(Path(out), lambda tmp: Path(tmp).write_bytes(data))
     umask = os.umask(0)
@@ -94,9 +104,10 @@ def render_page(template: str, context: dict, out) -> int:
     return len(data)
 
 
-def _markup(text: str):
+def _markup(text: str, tag: str):
+    """``text`` inlined in a ``<script>`` or ``<style>`` element, which it must not close."""
     from markupsafe import Markup
 
-    if "</script" in text.lower() or "</style" in text.lower():
-        raise ValueError("inline asset must not close its own tag")
+    if f"</{tag}" in text.lower():
+        raise ValueError(f"inline asset must not close its own <{tag}> element")
     return Markup(text)

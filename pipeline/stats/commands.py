@@ -96,6 +96,7 @@ def _cmd_stats(args) -> None:
     from pipeline.io import _atomic_write, read_json, write_json
     from pipeline.stats.analysis import analyse
     from pipeline.stats.data import EXCLUSION_COLUMNS
+    from pipeline.stats.lesion_sources import lesion_source_counts
     from pipeline.stats.report import render
     from pipeline.stats.results import RESULT_DESCRIPTIONS
     from pipeline.stats.safety import safety_table, wide
@@ -176,6 +177,7 @@ def _cmd_stats(args) -> None:
         inputs=inputs,
         safety=safety,
         safety_notes=notes,
+        lesion_sources=lesion_source_counts(features, spec.visits),
     )
     _atomic_write(outputs["report"], lambda tmp: Path(tmp).write_text(html))
     log.info("%d result rows -> %s; report -> %s", len(results), outputs["results"], outputs["report"])

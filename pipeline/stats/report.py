@@ -183,6 +183,7 @@ def render(
     inputs: dict,
     safety: list | None = None,
     safety_notes=(),
+    lesion_sources: dict | None = None,
 ) -> str:
     """The report's HTML text."""
     from jinja2 import Environment, StrictUndefined
@@ -280,6 +281,7 @@ def render(
         safety_notes=list(safety_notes),
         weights_text=WEIGHTS_TEXT[spec.lsmeans_weights],
         ddf_text=DDF_TEXT[spec.ddf],
+        lesion_sources=lesion_sources,
     )
 
 

@@ -159,6 +159,18 @@ and model.</p>
 </table>
 {% endif %}
 
+{% if lesion_sources %}
+<h2 id="lesion-sources">Lesion masks by source</h2>
+<p class="small">Sessions of the feature table by <code>lesion_source</code>, the mask every lesion feature (volume, side,
+CST load) rests on: <b>automatic</b> segmentation; <b>reviewed</b>: edited and saved by a QC reviewer on the review page
+(<code>lesion.reviewed_dir</code>; rater in <code>lesion_reviewed_by</code>); <b>manual</b>: a <code>label-lesion_roi</code> mask;
+<b>none</b>: no FLAIR and no manual mask{% if "n/a" in lesion_sources.columns %}; <b>n/a</b>: the lesion step did not run or failed{% endif %}.</p>
+<table id="lesion-source-counts"><tr><th>visit</th>{% for c in lesion_sources.columns %}<th>{{ c }}</th>{% endfor %}<th>total</th></tr>
+{% for r in lesion_sources.rows + [lesion_sources.total] %}<tr><td>{{ r.visit }}</td>{% for n in r.counts %}<td class="num">{{ n }}</td>{% endfor %}<td class="num">{{ r.total }}</td></tr>
+{% endfor %}
+</table>
+{% endif %}
+
 {% if safety %}
 <h2 id="safety">Adverse events by arm (all patients with follow-up)</h2>
 <table><tr>{% for k in safety[0].keys() %}<th>{{ k }}</th>{% endfor %}</tr>

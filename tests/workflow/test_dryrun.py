@@ -20,7 +20,7 @@ def test_dry_run_lists_expected_jobs(tiny_trial, tmp_path):
     per_session = {"anat_brainmask", "anat_register", "anat_segment", "anat_thickness",
                    "flair_qc", "lesion_segment", "lesion_load", "dwi_qc", "dwi_preproc",
                    "dwi_regions", "func_preproc", "func_coreg", "func_glm", "session_features",
-                   "report_session"}
+                   "report_session", "report_review"}
     assert {rule for rule, n in counts.items() if n == 4} == per_session
     assert counts["lesion_side"] == 2
     assert all(counts[rule] == 1 for rule in ("all", "inventory", "features", "report_index",

@@ -68,7 +68,8 @@ def _clinical_trial_with_features(root, n=40):
     out.mkdir()
     pd.DataFrame({"participant_id": np.repeat(participants["participant_id"], 2),
                   "session": ["baseline", "m06"] * n, "fa_cst_ipsilesional": np.c_[base, m06].ravel(),
-                  "dwi_status": "ok"}).to_csv(out / "features.tsv", sep="\t", index=False)
+                  "dwi_status": "ok", "lesion_source": ["automatic", "reviewed"] * (n - 1)
+                  + ["manual", "none"]}).to_csv(out / "features.tsv", sep="\t", index=False)
     (out / "features.json").write_text(json.dumps({"fa_cst_ipsilesional": {
         "Description": "FA", "Units": "ratio", "Better": "higher", "Stream": "dwi"}}))
     return bids, root / "allocation.tsv", out
@@ -93,6 +94,11 @@ def test_stats_rule_runs_through_snakemake(tmp_path):
     html = (out / "stats" / "report.html").read_text()
     assert "CONFIRMATORY" in html and "nihss_motor" in html and "fa_cst_ipsilesional" in html
     assert "ADSC" in html and (out / "logs" / "stats.log").exists()
+    # where each session's lesion mask came from, per visit (QC review: reviewed masks)
+    table = html.split('id="lesion-source-counts"')[1].split("</table>")[0]
+    rows = [re.findall(r">([^<]*)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)]
+    assert rows[1:] == [["baseline", "39", "0", "1", "0", "40"], ["m06", "0", "39", "0", "1", "40"],
+                        ["all visits", "39", "39", "1", "1", "80"]]
 
 
 def test_stats_rule_takes_a_trial_spec_aduse_from_clinical_tables_alone(tmp_path):

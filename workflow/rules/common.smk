@@ -62,6 +62,9 @@ XFM_MNI_TO_T1W_AFFINE = deriv("anat", "xfm", ".mat", from_="MNI152NLin6Asym", to
 # lesion.smk -> anat_syn (cost-function masking, lesion class), lesion_load, dwi, func.
 LESION_MASK = deriv("anat", "mask", ".nii.gz", space="T1w", desc="lesion")
 LESION_METRICS = deriv("anat", "metrics", ".json", desc="lesion")
+# lesion.smk -> qc (review page): the N4 FLAIR rigidly registered to the T1w, on the T1w
+# grid (a status record saying so where the session has no FLAIR).
+LESION_FLAIR_T1W = deriv("anat", "FLAIR", ".nii.gz", space="T1w", desc="preproc")
 # lesion.smk, once per subject from the baseline lesion (participants.tsv lesion_side
 # overrides); read with pipeline.side.read_lesion_side by every stream.
 LESION_SIDE = bids_path(OUT, datatype=None, subject="{subject}", suffix="metrics",
@@ -83,6 +86,7 @@ SESSION_ROW = deriv(None, "features", ".json")
 
 SESSION_METRICS = []  # (stream, modality, path): the feature row reads these
 REPORTLETS = []  # dicts: modality, step, title, figure, metrics, caption, methods
+REVIEW_LAYERS = []  # dicts: modality, files, options: extra layers of the lesion review page
 
 
 def register_metrics(stream, modality, path):
@@ -97,13 +101,19 @@ def register_reportlet(*, modality, step, title, figure, metrics=None, caption="
                            metrics=metrics, caption=caption, methods=methods))
 
 
+def register_review_layer(*, modality, files, options=""):
+    """Declare images the lesion review page shows where ``modality`` runs: ``files`` maps a
+    ``resstore report-review`` option (``zmap`` for ``--zmap``) to a path pattern."""
+    REVIEW_LAYERS.append(dict(modality=modality, files=files, options=options))
+
+
 # --- input discovery (read only) ------------------------------------------------
 # computed once per dataset state and configuration, read back by every later parse
 # (every SLURM job parses this file): pipeline.bids.cached_inventory
 INVENTORY = bidsio.cached_inventory(
     config["bids_dir"], os.path.join(OUT, ".resstore"), sessions=config["sessions"], task=TASK,
     participant_label=config["participant_label"], exclude=config["exclude"],
-    lesion_roi_dir=config["lesion_roi_dir"],
+    lesion_roi_dir=config["lesion_roi_dir"], reviewed_dir=config["lesion"]["reviewed_dir"],
 )
 INVENTORY_DIGEST = hashlib.sha256(INVENTORY.to_csv().encode()).hexdigest()[:16]
 _ROWS = {(r["participant_id"].removeprefix("sub-"), r["session"]): r
@@ -185,6 +195,17 @@ def session_metric_files(wildcards):
     """(stream, path) of every registered metrics JSON that runs for this session."""
     return [(stream, expand(path, **wildcards)[0])
             for stream, modality, path in SESSION_METRICS if has(modality, wildcards)]
+
+
+def session_review_layers(wildcards):
+    """Registered review-page layers whose modality runs for this session:
+    (option -> resolved path, extra command-line options)."""
+    files, options = {}, []
+    for layer in REVIEW_LAYERS:
+        if has(layer["modality"], wildcards):
+            files.update({k: expand(p, **wildcards)[0] for k, p in layer["files"].items()})
+            options.append(layer["options"])
+    return files, " ".join(o for o in options if o)
 
 
 def session_reportlets(wildcards):

@@ -28,6 +28,9 @@ DWI_FIG_REGIONS = deriv("figures", "dwi", ".png", desc="regions")
 register_metrics("dwi", "dwi", DWI_METRICS)
 register_metrics("dwi", "dwi", DWI_PREPROC_METRICS)
 register_metrics("dwi", "dwi", DWI_REGION_METRICS)
+# colour FA on the T1w grid in the lesion review page (qc.smk)
+register_review_layer(modality="dwi",
+                      files={"fa": DWI_FA, "v1": DWI_V1, "xfm_dwi_to_t1w": XFM_DWI_TO_T1W})
 register_reportlet(
     modality="dwi", step="motion", title="DWI motion and outliers", figure=DWI_FIG_MOTION,
     metrics=DWI_PREPROC_METRICS,

@@ -13,6 +13,11 @@ rule inventory:
         lesion_roi_dir=(
             f"--lesion-roi-dir {config['lesion_roi_dir']}" if config["lesion_roi_dir"] else ""
         ),
+        reviewed_dir=(
+            f"--reviewed-dir {config['lesion']['reviewed_dir']}"
+            if config["lesion"]["reviewed_dir"]
+            else ""
+        ),
         digest=INVENTORY_DIGEST,
         cache_dir=os.path.join(OUT, ".resstore"),
     container:
@@ -22,7 +27,8 @@ rule inventory:
     shell:
         "resstore inventory --bids-dir {params.bids_dir} --sessions {params.sessions}"
         " --task {params.task} --participant-label {params.participant_label}"
-        " --exclude {params.exclude} {params.lesion_roi_dir} --cache-dir {params.cache_dir}"
+        " --exclude {params.exclude} {params.lesion_roi_dir} {params.reviewed_dir}"
+        " --cache-dir {params.cache_dir}"
         " --out {output} --log {log}"
 
 

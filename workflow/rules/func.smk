@@ -27,6 +27,8 @@ BOLD_FIG_DESIGN = deriv("figures", "bold", ".png", task=TASK, desc="design")
 BOLD_FIG_ZMAP = deriv("figures", "bold", ".png", task=TASK, desc="zmap")
 
 register_metrics("bold", "bold", BOLD_METRICS)
+register_review_layer(modality="bold", files={"zmap": BOLD_ZMAP_T1W},
+                      options=f"--z-threshold {FUNC['z_threshold']}")
 register_metrics("bold", "bold", BOLD_ACTIVATION_METRICS)
 register_reportlet(
     modality="bold", step="motion", title="Head motion, FD, DVARS and carpet plot",

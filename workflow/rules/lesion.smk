@@ -43,14 +43,19 @@ rule lesion_segment:
         xfm=XFM_MNI_TO_T1W_AFFINE,
         flair=LESION_INPUTS.optional_raw("flair", "FLAIR"),
         manual=LESION_INPUTS.optional_raw("lesion_roi"),
+        # QC review page edits (lesion.reviewed_dir): used first; the sidecar is an input too
+        reviewed=LESION_INPUTS.optional_raw("lesion_reviewed"),
+        reviewed_sidecar=LESION_INPUTS.optional_sidecar("lesion_reviewed"),
     output:
         mask=LESION_MASK,
         metrics=LESION_METRICS,
         figure=LESION_FIGURE,
+        flair_t1w=LESION_FLAIR_T1W,
     params:
         on_error=ON_ERROR,
         flair=LESION_INPUTS.option("--flair", "flair"),
         manual=LESION_INPUTS.option("--manual", "manual"),
+        reviewed=LESION_INPUTS.option("--reviewed", "reviewed"),
         dwi=lambda wildcards, input: (
             f"--dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}" if "dwi" in input.keys() else ""
         ),
@@ -87,8 +92,8 @@ rule lesion_segment:
     shell:
         "resstore lesion-segment --t1w {input.t1w} --t1w-raw {input.t1w_raw}"
         " --brain-mask {input.brain_mask}"
-        " --xfm {input.xfm} {params.flair} {params.manual} {params.dwi} {params.is_baseline}"
-        " {params.gates}"
+        " --xfm {input.xfm} {params.flair} {params.manual} {params.reviewed}"
+        " {params.dwi} {params.is_baseline} {params.gates}"
         " --manual-overrides {params.manual_overrides}"
         " --manual-threshold {params.manual_threshold} {params.manual_labels}"
         " --seed-z {params.seed_z} --seed-smoothing-mm {params.seed_smoothing_mm}"
@@ -100,6 +105,7 @@ rule lesion_segment:
         " --registration-voxel-mm {params.registration_voxel_mm}"
         " --n4-shrink-factor {params.n4_shrink_factor}"
         " --out-mask {output.mask} --out-metrics {output.metrics} --out-figure {output.figure}"
+        " --out-flair {output.flair_t1w}"
         " --threads {threads} --log {log} {params.on_error}"
 
 
