@@ -140,7 +140,6 @@ def _cmd_dataset_description(args) -> None:
                          "Container": container_record()}],
         # BIDS URIs of every sidecar ("bids:raw:...") resolve through DatasetLinks
         "DatasetLinks": {"raw": os.path.relpath(raw, out_dir)},
-        "SourceDatasets": [{"URL": os.path.relpath(raw, out_dir)}],
     })
     Path(args.out_bidsignore).write_text("\n".join(BIDSIGNORE) + "\n")
     Path(args.out_readme).write_text(
