@@ -141,6 +141,7 @@ def merge_ratings(features: pd.DataFrame, ratings: pd.DataFrame | None) -> pd.Da
     # a lesion mask flagged by the plausibility gates enters the models once a reviewer
     # rates it pass (the flag stays in lesion_plausibility)
     if "lesion_status" in table.columns:
+        table["lesion_status"] = table["lesion_status"].astype(object)
         flagged = table["lesion_status"].astype(str).str.startswith("needs_review")
         accepted = flagged & (table[rating_column("lesion")] == "pass")
         table.loc[accepted, "lesion_status"] = "ok"
