@@ -67,6 +67,12 @@ def add_schema_option(parser, section: str, key: str, *, flag: str | None = None
     return parser.add_argument(flag or "--" + key.replace("_", "-"), **options)
 
 
+def add_file_options(parser, *items) -> None:
+    """Add required path options, each ``(flag, help)``: every option says what it holds."""
+    for flag, help_ in items:
+        parser.add_argument(flag, required=True, help=help_)
+
+
 def _with_defaults(validator_class):
     validate_properties = validator_class.VALIDATORS["properties"]
 

@@ -6,7 +6,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-from pipeline.config import schema_default
 from pipeline.orientation import read_image
 
 log = logging.getLogger(__name__)
@@ -194,68 +193,74 @@ def _cmd_thickness(args) -> None:
 
 
 def register(command) -> None:
-    def anat(key):
-        return schema_default("anat", key)
+    from pipeline.config import add_file_options as files
+    from pipeline.config import add_schema_option
+
+    def anat(p, *keys, **overrides):
+        for key in keys:
+            add_schema_option(p, "anat", key, **overrides)
+
+    def threads(p):
+        p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")
 
     p = command("anat-preproc", _cmd_preproc,
                 "T1w: RAS, N4, affine template brain mask (manual lesion ROI masked)")
-    for opt in ("--t1w", "--out-preproc", "--out-mask", "--out-xfm", "--out-metrics",
-                "--out-figure"):
-        p.add_argument(opt, required=True)
+    files(p, ("--t1w", "raw T1w (any storage orientation)"),
+          ("--out-preproc", "N4-corrected T1w on the canonical grid"),
+          ("--out-mask", "affine template brain mask"),
+          ("--out-xfm", "ANTs affine MNI -> T1w"), ("--out-metrics", "metrics JSON"),
+          ("--out-figure", "N4/brain-mask figure (PNG)"))
     p.add_argument("--lesion-mask", help="raw manual lesion mask drawn on the T1w's grid (any "
                    "storage orientation), optional: excluded from the template registration")
-    p.add_argument("--manual-threshold", type=float,
-                   default=schema_default("lesion", "manual_threshold"),
-                   help="probability maps: lesion where the value is >= this")
-    p.add_argument("--manual-labels", type=int, nargs="*",
-                   default=schema_default("lesion", "manual_labels"),
-                   help="lesion label value(s) of a multi-label manual mask")
-    p.add_argument("--registration-voxel-mm", type=float, default=anat("registration_voxel_mm"))
-    p.add_argument("--n4-shrink-factor", type=int, default=anat("n4_shrink_factor"))
-    p.add_argument("--threads", type=int, default=1)
+    add_schema_option(p, "lesion", "manual_threshold")
+    add_schema_option(p, "lesion", "manual_labels")
+    anat(p, "registration_voxel_mm", "n4_shrink_factor")
+    threads(p)
 
     p = command("anat-register", _cmd_register,
                 "lesion-masked SyN T1w <-> MNI152NLin6Asym; atlases to T1w")
-    for opt in ("--t1w-preproc", "--brain-mask", "--out-mni-to-t1w", "--out-t1w-to-mni",
-                "--out-atlas", "--out-dk", "--out-metrics", "--out-figure"):
-        p.add_argument(opt, required=True)
+    files(p, ("--t1w-preproc", "N4-corrected T1w (anat-preproc)"),
+          ("--brain-mask", "affine brain mask (anat-preproc)"),
+          ("--out-mni-to-t1w", "ANTs composite MNI -> T1w (.h5)"),
+          ("--out-t1w-to-mni", "ANTs composite T1w -> MNI (.h5)"),
+          ("--out-atlas", "atlas regions on the T1w grid"),
+          ("--out-dk", "Desikan-Killiany-type cortical labels on the T1w grid"),
+          ("--out-metrics", "metrics JSON"), ("--out-figure", "registration figure (PNG)"))
     p.add_argument("--lesion-mask", help="lesion mask (T1w space), optional")
-    p.add_argument("--baseline-preproc", help="follow-up sessions: the baseline T1w preproc")
-    p.add_argument("--baseline-mask")
-    p.add_argument("--baseline-mni-to-t1w")
-    p.add_argument("--baseline-t1w-to-mni")
-    p.add_argument("--registration-voxel-mm", type=float, default=anat("registration_voxel_mm"))
-    p.add_argument("--mask-dilation-mm", type=float, default=anat("template_mask_dilation_mm"))
-    p.add_argument("--syn-iterations", type=int, nargs=3, default=anat("syn_iterations"))
-    p.add_argument("--lesion-fill", choices=("enantiomorphic", "none"), default=anat("lesion_fill"),
-                   help="fill the lesion with the mirrored hemisphere before the SyN")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--baseline-preproc",
+                   help="follow-up sessions: the baseline N4-corrected T1w (registered through it)")
+    p.add_argument("--baseline-mask", help="follow-up sessions: the baseline brain mask")
+    p.add_argument("--baseline-mni-to-t1w", help="follow-up sessions: the baseline MNI -> T1w")
+    p.add_argument("--baseline-t1w-to-mni", help="follow-up sessions: the baseline T1w -> MNI")
+    anat(p, "registration_voxel_mm", "syn_iterations", "lesion_fill")
+    add_schema_option(p, "anat", "template_mask_dilation_mm", flag="--mask-dilation-mm")
+    threads(p)
 
     p = command("anat-segment", _cmd_segment,
                 "template brain mask + Atropos tissue classes with a lesion class")
-    for opt in ("--t1w-preproc", "--mni-to-t1w", "--out-mask", "--out-dseg", "--out-probseg",
-                "--out-metrics", "--out-figure"):
-        p.add_argument(opt, required=True)
+    files(p, ("--t1w-preproc", "N4-corrected T1w"), ("--mni-to-t1w", "ANTs MNI -> T1w (SyN)"),
+          ("--out-mask", "brain mask through the SyN"),
+          ("--out-dseg", "tissue labels (BIDS dseg)"),
+          ("--out-probseg", "tissue probabilities (4D)"), ("--out-metrics", "metrics JSON"),
+          ("--out-figure", "segmentation figure (PNG)"))
     p.add_argument("--lesion-mask", help="lesion mask (T1w space), optional")
-    p.add_argument("--prior-weight", type=float, default=anat("prior_weight"))
-    p.add_argument("--mrf-weight", type=float, default=anat("mrf_weight"))
-    p.add_argument("--threads", type=int, default=1)
+    anat(p, "prior_weight", "mrf_weight")
+    threads(p)
 
     p = command("anat-thickness", _cmd_thickness,
                 "cortical thickness (Laplace or DiReCT) and regional values")
-    for opt in ("--t1w-preproc", "--dseg", "--probseg", "--atlas", "--dk", "--out-thickness",
-                "--out-table", "--out-metrics", "--out-figure"):
-        p.add_argument(opt, required=True)
-    p.add_argument("--lesion-side", required=True,
-                   help="the lesion stream's per-subject lesion-side JSON (pipeline.side)")
-    p.add_argument("--method", choices=("laplace", "direct"), default=anat("thickness_method"))
-    p.add_argument("--grid-mm", type=float, default=anat("thickness_grid_mm"),
-                   help="Laplace: T1w voxels subdivided to at most this spacing (mm)")
-    p.add_argument("--sulcal-jump-mm", type=float, default=anat("thickness_sulcal_jump_mm"),
-                   help="Laplace: nearest-WM jump (mm) marking touching sulcal banks (0 = off)")
-    p.add_argument("--voxel-mm", type=float, default=anat("thickness_voxel_mm"),
-                   help="DiReCT: grid (mm) it runs on")
-    p.add_argument("--iterations", type=int, default=anat("thickness_iterations"))
-    p.add_argument("--gradient-step", type=float, default=0.025)
-    p.add_argument("--smoothing-sigma", type=float, default=1.5)
-    p.add_argument("--threads", type=int, default=1)
+    files(p, ("--t1w-preproc", "N4-corrected T1w"), ("--dseg", "tissue labels (anat-segment)"),
+          ("--probseg", "tissue probabilities (anat-segment)"),
+          ("--atlas", "atlas regions on the T1w grid"), ("--dk", "cortical labels on the T1w grid"),
+          ("--out-thickness", "thickness map (mm)"), ("--out-table", "regional thickness TSV"),
+          ("--out-metrics", "metrics JSON"), ("--out-figure", "thickness figure (PNG)"),
+          ("--lesion-side", "the lesion stream's per-subject lesion-side JSON (pipeline.side)"))
+    add_schema_option(p, "anat", "thickness_method", flag="--method")
+    add_schema_option(p, "anat", "thickness_grid_mm", flag="--grid-mm")
+    add_schema_option(p, "anat", "thickness_sulcal_jump_mm", flag="--sulcal-jump-mm")
+    add_schema_option(p, "anat", "thickness_voxel_mm", flag="--voxel-mm")
+    add_schema_option(p, "anat", "thickness_iterations", flag="--iterations")
+    p.add_argument("--gradient-step", type=float, default=0.025, help="DiReCT gradient step")
+    p.add_argument("--smoothing-sigma", type=float, default=1.5,
+                   help="DiReCT smoothing sigma (voxels)")
+    threads(p)

@@ -136,36 +136,41 @@ def _cmd_dwi_regions(args) -> None:
 
 
 def register(command) -> None:
+    from pipeline.config import add_file_options as files
+    from pipeline.config import add_schema_option
+
+    def dwi(p, *keys):
+        for key in keys:
+            add_schema_option(p, "dwi", key)
+
     p = command("dwi-preproc", _cmd_dwi_preproc,
                 "DWI denoising, motion/eddy correction, tensor fit and QC")
-    for opt in ("--dwi", "--bval", "--bvec", "--out-b0", "--out-mask", "--out-fa", "--out-md",
-                "--out-ad", "--out-rd", "--out-v1", "--out-residual", "--out-motion",
-                "--out-metrics", "--out-figure-colour-fa", "--out-figure-motion",
-                "--out-figure-residual"):
-        p.add_argument(opt, required=True)
+    files(p, ("--dwi", "raw 4D DWI (any storage orientation)"), ("--bval", "its .bval"),
+          ("--bvec", "its .bvec (image axes, as dcm2niix writes them)"),
+          ("--out-b0", "mean corrected b=0"), ("--out-mask", "diffusion brain mask"),
+          ("--out-fa", "FA map"), ("--out-md", "MD map (mm2/s)"), ("--out-ad", "AD map"),
+          ("--out-rd", "RD map"), ("--out-v1", "principal eigenvector map"),
+          ("--out-residual", "per-volume tensor-fit residual map"),
+          ("--out-motion", "per-volume motion TSV"), ("--out-metrics", "metrics JSON"),
+          ("--out-figure-colour-fa", "colour-FA figure (PNG)"),
+          ("--out-figure-motion", "motion figure (PNG)"),
+          ("--out-figure-residual", "residual figure (PNG)"))
     p.add_argument("--out-preproc", help="preprocessed 4D DWI (+ .bval/.bvec beside it)")
-    p.add_argument("--denoise", choices=("mppca", "patch2self", "none"), default="mppca")
-    p.add_argument("--denoise-patch-radius", type=int, default=2)
-    p.add_argument("--rician-correction", choices=("yes", "no"), default="yes")
-    p.add_argument("--gibbs", choices=("yes", "no"), default="no",
-                   help="Gibbs-ringing removal (for full-k-space acquisitions; see dwi.gibbs)")
-    p.add_argument("--motion-correction", choices=("affine", "rigid", "none"), default="affine")
-    p.add_argument("--motion-iterations", type=int, nargs="+", default=[60, 30])
-    p.add_argument("--motion-shrink-factors", type=int, nargs="+", default=[4, 2])
-    p.add_argument("--tensor-fit", choices=("WLS", "OLS", "RESTORE"), default="WLS")
-    p.add_argument("--outlier-slice-z", type=float, default=4.0)
-    p.add_argument("--outlier-displacement-mm", type=float, default=2.0)
-    p.add_argument("--exclude-outlier-volumes", choices=("yes", "no"), default="yes")
-    p.add_argument("--threads", type=int, default=1)
+    dwi(p, "denoise", "denoise_patch_radius", "rician_correction", "gibbs", "motion_correction",
+        "motion_iterations", "motion_shrink_factors", "tensor_fit", "outlier_slice_z",
+        "outlier_displacement_mm", "exclude_outlier_volumes")
+    p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")
 
     p = command("dwi-regions", _cmd_dwi_regions,
                 "DWI -> T1w registration; CST, PLIC, NAWM and lesion FA/MD")
-    for opt in ("--fa", "--md", "--b0", "--mask", "--t1w", "--t1w-mask", "--atlas", "--tissue",
-                "--lesion-side", "--out-xfm", "--out-metrics", "--out-dseg", "--out-figure"):
-        p.add_argument(opt, required=True)
+    files(p, ("--fa", "FA map (dwi-preproc)"), ("--md", "MD map (dwi-preproc)"),
+          ("--b0", "mean b=0 (dwi-preproc)"), ("--mask", "diffusion brain mask"),
+          ("--t1w", "N4-corrected T1w"), ("--t1w-mask", "T1w brain mask (through the SyN)"),
+          ("--atlas", "atlas regions on the T1w grid"), ("--tissue", "tissue labels (dseg)"),
+          ("--lesion-side", "the subject's lesion side JSON (pipeline.side)"),
+          ("--out-xfm", "ANTs DWI -> T1w transform"), ("--out-metrics", "metrics JSON"),
+          ("--out-dseg", "regions on the DWI grid"), ("--out-figure", "regions figure (PNG)"))
     p.add_argument("--lesion", help="T1w-space lesion mask")
-    p.add_argument("--wm-fraction-min", type=float, default=0.9)
-    p.add_argument("--region-fraction-min", type=float, default=0.5)
-    p.add_argument("--lesion-dilation-mm", type=float, default=2.0)
-    p.add_argument("--statistic", choices=("median", "mean"), default="median")
-    p.add_argument("--threads", type=int, default=1)
+    dwi(p, "wm_fraction_min", "region_fraction_min", "lesion_dilation_mm")
+    add_schema_option(p, "dwi", "region_statistic", flag="--statistic")
+    p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")

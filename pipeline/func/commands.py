@@ -196,11 +196,8 @@ def _cmd_glm(args) -> None:
 
 
 def register(command) -> None:
+    from pipeline.config import add_file_options as files
     from pipeline.config import add_schema_option
-
-    def files(p, *items):
-        for opt, help_ in items:
-            p.add_argument(opt, required=True, help=help_)
 
     p = command("func-preproc", _cmd_preproc,
                 "BOLD checks, dummy scans, motion + slice-timing correction, FD/DVARS, QC figures")
