@@ -58,6 +58,6 @@ onerror:
 
 
 rule all:
+    default_target: True
     input:
         FINAL_TARGETS,
-    default_target: True

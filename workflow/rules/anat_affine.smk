@@ -10,7 +10,10 @@ ANAT_FIGURE = deriv("figures", "T1w", ".png", desc="brainmask")
 
 register_metrics("anat", "T1w", ANAT_METRICS)
 register_reportlet(
-    modality="T1w", step="brainmask", title="Brain mask", figure=ANAT_FIGURE,
+    modality="T1w",
+    step="brainmask",
+    title="Brain mask",
+    figure=ANAT_FIGURE,
     metrics=ANAT_METRICS,
     caption="Affine template brain mask (red) on the bias-corrected T1w.",
     methods="N4 bias-field correction (ANTs); the FSL MNI152 brain template is registered "
@@ -19,9 +22,16 @@ register_reportlet(
 )
 
 ANAT_INPUTS = AnatInputs(
-    rows=_ROWS, baseline=config["baseline_session"], sessions_with=sessions_with, expand=expand,
-    paths=dict(preproc=T1W_PREPROC, brain_mask=BRAIN_MASK_AFFINE, mni_to_t1w=XFM_MNI_TO_T1W_SYN,
-               t1w_to_mni=XFM_T1W_TO_MNI_SYN),
+    rows=_ROWS,
+    baseline=config["baseline_session"],
+    sessions_with=sessions_with,
+    expand=expand,
+    paths=dict(
+        preproc=T1W_PREPROC,
+        brain_mask=BRAIN_MASK_AFFINE,
+        mni_to_t1w=XFM_MNI_TO_T1W_SYN,
+        t1w_to_mni=XFM_T1W_TO_MNI_SYN,
+    ),
 )
 
 
@@ -35,6 +45,16 @@ rule anat_brainmask:
         xfm=XFM_MNI_TO_T1W_AFFINE,
         metrics=ANAT_METRICS,
         figure=ANAT_FIGURE,
+    log:
+        per_session("logs", "anat_brainmask"),
+    benchmark:
+        per_session("benchmarks", "anat_brainmask")
+    container:
+        CONTAINER
+    threads: THREADS
+    resources:
+        mem_mb=mem_mb_of("anat_brainmask"),
+        runtime=runtime_of("anat_brainmask"),
     params:
         on_error=ON_ERROR,
         registration_voxel_mm=config["anat"]["registration_voxel_mm"],
@@ -42,16 +62,6 @@ rule anat_brainmask:
         manual_threshold=config["lesion"]["manual_threshold"],
         manual_labels=option_list("--manual-labels", config["lesion"]["manual_labels"]),
         optional=ANAT_INPUTS.options(lesion="lesion-mask"),
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "anat_brainmask"),
-    benchmark:
-        per_session("benchmarks", "anat_brainmask")
-    threads: THREADS
-    resources:
-        mem_mb=mem_mb_of("anat_brainmask"),
-        runtime=runtime_of("anat_brainmask"),
     shell:
         "resstore anat-preproc --t1w {input.t1w} --out-preproc {output.preproc}"
         " --out-mask {output.mask} --out-xfm {output.xfm} --out-metrics {output.metrics}"

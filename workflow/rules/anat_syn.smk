@@ -14,8 +14,9 @@ TISSUE_PROBSEG = deriv("anat", "probseg", ".nii.gz", space="T1w", desc="tissue")
 ANAT_SEG_METRICS = deriv("anat", "metrics", ".json", desc="segmentation")
 ANAT_SEG_FIGURE = deriv("figures", "T1w", ".png", desc="segmentation")
 
-THICKNESS_MAP = deriv("anat", "thickness", ".nii.gz", space="T1w",
-                      desc=config["anat"]["thickness_method"])
+THICKNESS_MAP = deriv(
+    "anat", "thickness", ".nii.gz", space="T1w", desc=config["anat"]["thickness_method"]
+)
 THICKNESS_TABLE = deriv("anat", "thickness", ".tsv", space="T1w", desc="dk")
 ANAT_THICKNESS_METRICS = deriv("anat", "metrics", ".json", desc="thickness")
 ANAT_THICKNESS_FIGURE = deriv("figures", "T1w", ".png", desc="thickness")
@@ -24,7 +25,10 @@ for _metrics in (ANAT_REG_METRICS, ANAT_SEG_METRICS, ANAT_THICKNESS_METRICS):
     register_metrics("anat", "T1w", _metrics)
 
 register_reportlet(
-    modality="T1w", step="registration", title="Registration to MNI152", figure=ANAT_REG_FIGURE,
+    modality="T1w",
+    step="registration",
+    title="Registration to MNI152",
+    figure=ANAT_REG_FIGURE,
     metrics=ANAT_REG_METRICS,
     caption="Template brain outline (red), Juelich M1 (green) and CST (blue) brought to the T1w.",
     methods="Affine + SyN (ANTs, Mattes MI) of the FSL MNI152 brain (MNI152NLin6Asym) to the "
@@ -33,7 +37,10 @@ register_reportlet(
     "visits get the same regions.",
 )
 register_reportlet(
-    modality="T1w", step="segmentation", title="Tissue classes", figure=ANAT_SEG_FIGURE,
+    modality="T1w",
+    step="segmentation",
+    title="Tissue classes",
+    figure=ANAT_SEG_FIGURE,
     metrics=ANAT_SEG_METRICS,
     caption="CSF (blue), GM (green), WM (yellow) and lesion (red).",
     methods="Template brain mask through the SyN warp; Atropos 3-class EM with MNI152 2009a "
@@ -41,7 +48,10 @@ register_reportlet(
     "as its own class. Volumes are sums of posterior probabilities (mL).",
 )
 register_reportlet(
-    modality="T1w", step="thickness", title="Cortical thickness", figure=ANAT_THICKNESS_FIGURE,
+    modality="T1w",
+    step="thickness",
+    title="Cortical thickness",
+    figure=ANAT_THICKNESS_FIGURE,
     metrics=ANAT_THICKNESS_METRICS,
     caption="Cortical thickness (mm); lesion voxels excluded.",
     methods=thickness_methods(config["anat"]),
@@ -61,6 +71,16 @@ rule anat_register:
         dk=ANAT_DK_T1W,
         metrics=ANAT_REG_METRICS,
         figure=ANAT_REG_FIGURE,
+    log:
+        per_session("logs", "anat_register"),
+    benchmark:
+        per_session("benchmarks", "anat_register")
+    container:
+        CONTAINER
+    threads: THREADS
+    resources:
+        mem_mb=mem_mb_of("anat_register"),
+        runtime=runtime_of("anat_register"),
     params:
         on_error=ON_ERROR,
         registration_voxel_mm=config["anat"]["registration_voxel_mm"],
@@ -69,19 +89,10 @@ rule anat_register:
         lesion_fill=config["anat"]["lesion_fill"],
         optional=ANAT_INPUTS.options(
             baseline_preproc="baseline-preproc",
-            baseline_brain_mask="baseline-mask", baseline_mni_to_t1w="baseline-mni-to-t1w",
+            baseline_brain_mask="baseline-mask",
+            baseline_mni_to_t1w="baseline-mni-to-t1w",
             baseline_t1w_to_mni="baseline-t1w-to-mni",
         ),
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "anat_register"),
-    benchmark:
-        per_session("benchmarks", "anat_register")
-    threads: THREADS
-    resources:
-        mem_mb=mem_mb_of("anat_register"),
-        runtime=runtime_of("anat_register"),
     shell:
         "resstore anat-register --t1w-preproc {input.preproc} --brain-mask {input.mask}"
         " --out-mni-to-t1w {output.mni_to_t1w} --out-t1w-to-mni {output.t1w_to_mni}"
@@ -104,20 +115,20 @@ rule anat_segment:
         probseg=TISSUE_PROBSEG,
         metrics=ANAT_SEG_METRICS,
         figure=ANAT_SEG_FIGURE,
-    params:
-        on_error=ON_ERROR,
-        prior_weight=config["anat"]["prior_weight"],
-        mrf_weight=config["anat"]["mrf_weight"],
-    container:
-        CONTAINER
     log:
         per_session("logs", "anat_segment"),
     benchmark:
         per_session("benchmarks", "anat_segment")
+    container:
+        CONTAINER
     threads: THREADS
     resources:
         mem_mb=mem_mb_of("anat_segment"),
         runtime=runtime_of("anat_segment"),
+    params:
+        on_error=ON_ERROR,
+        prior_weight=config["anat"]["prior_weight"],
+        mrf_weight=config["anat"]["mrf_weight"],
     shell:
         "resstore anat-segment --t1w-preproc {input.preproc} --mni-to-t1w {input.mni_to_t1w}"
         " --out-mask {output.mask} --out-dseg {output.dseg} --out-probseg {output.probseg}"
@@ -139,6 +150,16 @@ rule anat_thickness:
         table=THICKNESS_TABLE,
         metrics=ANAT_THICKNESS_METRICS,
         figure=ANAT_THICKNESS_FIGURE,
+    log:
+        per_session("logs", "anat_thickness"),
+    benchmark:
+        per_session("benchmarks", "anat_thickness")
+    container:
+        CONTAINER
+    threads: THREADS
+    resources:
+        mem_mb=mem_mb_of("anat_thickness"),
+        runtime=runtime_of("anat_thickness"),
     params:
         on_error=ON_ERROR,
         method=config["anat"]["thickness_method"],
@@ -146,16 +167,6 @@ rule anat_thickness:
         jump_mm=config["anat"]["thickness_sulcal_jump_mm"],
         voxel_mm=config["anat"]["thickness_voxel_mm"],
         iterations=config["anat"]["thickness_iterations"],
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "anat_thickness"),
-    benchmark:
-        per_session("benchmarks", "anat_thickness")
-    threads: THREADS
-    resources:
-        mem_mb=mem_mb_of("anat_thickness"),
-        runtime=runtime_of("anat_thickness"),
     shell:
         "resstore anat-thickness --t1w-preproc {input.preproc} --dseg {input.dseg}"
         " --probseg {input.probseg} --atlas {input.atlas} --dk {input.dk}"

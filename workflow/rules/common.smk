@@ -22,6 +22,7 @@ CONTAINER = config["container"]
 # the statistics are still built. Unexpected errors still fail the job.
 ON_ERROR = "--on-error record"
 
+
 wildcard_constraints:
     subject="[a-zA-Z0-9]+",
     session="[a-zA-Z0-9]+",
@@ -29,8 +30,15 @@ wildcard_constraints:
 
 def deriv(datatype, suffix, extension, **entities):
     """A per-session derivative path with {subject}/{session} wildcards."""
-    return bids_path(OUT, datatype=datatype, subject="{subject}", session="{session}",
-                     suffix=suffix, extension=extension, **entities)
+    return bids_path(
+        OUT,
+        datatype=datatype,
+        subject="{subject}",
+        session="{session}",
+        suffix=suffix,
+        extension=extension,
+        **entities,
+    )
 
 
 def per_session(kind, rule_name):
@@ -57,8 +65,9 @@ FINAL_TARGETS = [DATASET_DESCRIPTION, SESSIONS_TSV, FEATURES_TSV, FEATURES_JSON]
 # anat_affine.smk -> lesion, anat_syn: N4 T1w, affine template brain mask and transform.
 T1W_PREPROC = deriv("anat", "T1w", ".nii.gz", desc="preproc")
 BRAIN_MASK_AFFINE = deriv("anat", "mask", ".nii.gz", desc="brain")
-XFM_MNI_TO_T1W_AFFINE = deriv("anat", "xfm", ".mat", from_="MNI152NLin6Asym", to="T1w",
-                              mode="image", desc="affine")
+XFM_MNI_TO_T1W_AFFINE = deriv(
+    "anat", "xfm", ".mat", from_="MNI152NLin6Asym", to="T1w", mode="image", desc="affine"
+)
 # lesion.smk -> anat_syn (cost-function masking, lesion class), lesion_load, dwi, func.
 LESION_MASK = deriv("anat", "mask", ".nii.gz", space="T1w", desc="lesion")
 LESION_METRICS = deriv("anat", "metrics", ".json", desc="lesion")
@@ -67,8 +76,9 @@ LESION_METRICS = deriv("anat", "metrics", ".json", desc="lesion")
 LESION_FLAIR_T1W = deriv("anat", "FLAIR", ".nii.gz", space="T1w", desc="preproc")
 # lesion.smk, once per subject from the baseline lesion (participants.tsv lesion_side
 # overrides); read with pipeline.side.read_lesion_side by every stream.
-LESION_SIDE = bids_path(OUT, datatype=None, subject="{subject}", suffix="metrics",
-                        extension=".json", desc="lesionside")
+LESION_SIDE = bids_path(
+    OUT, datatype=None, subject="{subject}", suffix="metrics", extension=".json", desc="lesionside"
+)
 # anat_syn.smk -> lesion_load, dwi, func: the lesion-masked SyN between T1w and
 # MNI152NLin6Asym, the atlas regions and tissue classes it brings, and the brain
 # mask through it (the one brain mask downstream of the SyN).
@@ -97,8 +107,17 @@ def register_metrics(stream, modality, path):
 
 def register_reportlet(*, modality, step, title, figure, metrics=None, caption="", methods=""):
     """Declare a QC reportlet (figure + optional metrics JSON) of one step."""
-    REPORTLETS.append(dict(modality=modality, step=step, title=title, figure=figure,
-                           metrics=metrics, caption=caption, methods=methods))
+    REPORTLETS.append(
+        dict(
+            modality=modality,
+            step=step,
+            title=title,
+            figure=figure,
+            metrics=metrics,
+            caption=caption,
+            methods=methods,
+        )
+    )
 
 
 def register_review_layer(*, modality, files, options=""):
@@ -111,13 +130,20 @@ def register_review_layer(*, modality, files, options=""):
 # computed once per dataset state and configuration, read back by every later parse
 # (every SLURM job parses this file): pipeline.bids.cached_inventory
 INVENTORY = bidsio.cached_inventory(
-    config["bids_dir"], os.path.join(OUT, ".resstore"), sessions=config["sessions"], task=TASK,
-    participant_label=config["participant_label"], exclude=config["exclude"],
-    lesion_roi_dir=config["lesion_roi_dir"], reviewed_dir=config["lesion"]["reviewed_dir"],
+    config["bids_dir"],
+    os.path.join(OUT, ".resstore"),
+    sessions=config["sessions"],
+    task=TASK,
+    participant_label=config["participant_label"],
+    exclude=config["exclude"],
+    lesion_roi_dir=config["lesion_roi_dir"],
+    reviewed_dir=config["lesion"]["reviewed_dir"],
 )
 INVENTORY_DIGEST = hashlib.sha256(INVENTORY.to_csv().encode()).hexdigest()[:16]
-_ROWS = {(r["participant_id"].removeprefix("sub-"), r["session"]): r
-         for r in INVENTORY.to_dict("records")}
+_ROWS = {
+    (r["participant_id"].removeprefix("sub-"), r["session"]): r
+    for r in INVENTORY.to_dict("records")
+}
 ALL_SESSIONS = list(_ROWS)
 
 
@@ -190,11 +216,13 @@ def has(modality, wildcards):
     return (wildcards.subject, wildcards.session) in set(sessions_with(modality))
 
 
-
 def session_metric_files(wildcards):
     """(stream, path) of every registered metrics JSON that runs for this session."""
-    return [(stream, expand(path, **wildcards)[0])
-            for stream, modality, path in SESSION_METRICS if has(modality, wildcards)]
+    return [
+        (stream, expand(path, **wildcards)[0])
+        for stream, modality, path in SESSION_METRICS
+        if has(modality, wildcards)
+    ]
 
 
 def session_review_layers(wildcards):
@@ -210,6 +238,12 @@ def session_review_layers(wildcards):
 
 def session_reportlets(wildcards):
     """Registered reportlets whose modality runs for this session, paths resolved."""
-    return [dict(r, figure=expand(r["figure"], **wildcards)[0],
-                 metrics=expand(r["metrics"], **wildcards)[0] if r["metrics"] else None)
-            for r in REPORTLETS if has(r["modality"], wildcards)]
+    return [
+        dict(
+            r,
+            figure=expand(r["figure"], **wildcards)[0],
+            metrics=expand(r["metrics"], **wildcards)[0] if r["metrics"] else None,
+        )
+        for r in REPORTLETS
+        if has(r["modality"], wildcards)
+    ]

@@ -29,30 +29,43 @@ register_metrics("dwi", "dwi", DWI_METRICS)
 register_metrics("dwi", "dwi", DWI_PREPROC_METRICS)
 register_metrics("dwi", "dwi", DWI_REGION_METRICS)
 # colour FA on the T1w grid in the lesion review page (qc.smk)
-register_review_layer(modality="dwi",
-                      files={"fa": DWI_FA, "v1": DWI_V1, "xfm_dwi_to_t1w": XFM_DWI_TO_T1W})
+register_review_layer(
+    modality="dwi", files={"fa": DWI_FA, "v1": DWI_V1, "xfm_dwi_to_t1w": XFM_DWI_TO_T1W}
+)
 register_reportlet(
-    modality="dwi", step="motion", title="DWI motion and outliers", figure=DWI_FIG_MOTION,
+    modality="dwi",
+    step="motion",
+    title="DWI motion and outliers",
+    figure=DWI_FIG_MOTION,
     metrics=DWI_PREPROC_METRICS,
     caption="Per-volume translation, rotation and mean brain displacement from the "
     "registration of each volume to the mean b=0; bars: outlier slices per volume.",
     methods=preproc_methods(config["dwi"]),
 )
 register_reportlet(
-    modality="dwi", step="colourfa", title="Colour FA", figure=DWI_FIG_COLOUR_FA,
+    modality="dwi",
+    step="colourfa",
+    title="Colour FA",
+    figure=DWI_FIG_COLOUR_FA,
     metrics=DWI_PREPROC_METRICS,
     caption="Principal diffusion direction weighted by FA (red left-right, green "
     "anterior-posterior, blue superior-inferior); the CST should be blue.",
     methods=TENSOR_FIT_METHODS[config["dwi"]["tensor_fit"]],
 )
 register_reportlet(
-    modality="dwi", step="residual", title="Tensor-fit residual", figure=DWI_FIG_RESIDUAL,
+    modality="dwi",
+    step="residual",
+    title="Tensor-fit residual",
+    figure=DWI_FIG_RESIDUAL,
     metrics=DWI_PREPROC_METRICS,
     caption="RMS residual of the tensor fit (% of S0); bright bands are artefacts or "
     "uncorrected motion.",
 )
 register_reportlet(
-    modality="dwi", step="regions", title="DWI regions and registration", figure=DWI_FIG_REGIONS,
+    modality="dwi",
+    step="regions",
+    title="DWI regions and registration",
+    figure=DWI_FIG_REGIONS,
     metrics=DWI_REGION_METRICS,
     caption="FA with the ipsilesional (red) and contralesional (green) CST, the lesion "
     "(blue) and the T1w brain mask brought to DWI space (yellow).",
@@ -70,17 +83,17 @@ rule dwi_qc:
         bvec=raw("bvec"),
     output:
         metrics=DWI_METRICS,
-    params:
-        on_error=ON_ERROR,
-    container:
-        CONTAINER
     log:
         per_session("logs", "dwi_qc"),
     benchmark:
         per_session("benchmarks", "dwi_qc")
+    container:
+        CONTAINER
     resources:
         mem_mb=2000,
         runtime=5,
+    params:
+        on_error=ON_ERROR,
     shell:
         "resstore dwi-qc --dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
         " --out-metrics {output.metrics} --log {log} {params.on_error}"
@@ -106,6 +119,16 @@ rule dwi_preproc:
         colour_fa=DWI_FIG_COLOUR_FA,
         motion_figure=DWI_FIG_MOTION,
         residual_figure=DWI_FIG_RESIDUAL,
+    log:
+        per_session("logs", "dwi_preproc"),
+    benchmark:
+        per_session("benchmarks", "dwi_preproc")
+    container:
+        CONTAINER
+    threads: THREADS
+    resources:
+        mem_mb=mem_mb_of("dwi_preproc"),
+        runtime=runtime_of("dwi_preproc"),
     params:
         on_error=ON_ERROR,
         denoise=config["dwi"]["denoise"],
@@ -119,16 +142,6 @@ rule dwi_preproc:
         slice_z=config["dwi"]["outlier_slice_z"],
         displacement=config["dwi"]["outlier_displacement_mm"],
         exclude="yes" if config["dwi"]["exclude_outlier_volumes"] else "no",
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "dwi_preproc"),
-    benchmark:
-        per_session("benchmarks", "dwi_preproc")
-    threads: THREADS
-    resources:
-        mem_mb=mem_mb_of("dwi_preproc"),
-        runtime=runtime_of("dwi_preproc"),
     shell:
         "resstore dwi-preproc --dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
         " --out-preproc {output.preproc} --out-b0 {output.b0} --out-mask {output.mask}"
@@ -163,22 +176,22 @@ rule dwi_regions:
         metrics=DWI_REGION_METRICS,
         dseg=DWI_REGIONS,
         figure=DWI_FIG_REGIONS,
+    log:
+        per_session("logs", "dwi_regions"),
+    benchmark:
+        per_session("benchmarks", "dwi_regions")
+    container:
+        CONTAINER
+    threads: THREADS
+    resources:
+        mem_mb=mem_mb_of("dwi_regions"),
+        runtime=runtime_of("dwi_regions"),
     params:
         on_error=ON_ERROR,
         wm=config["dwi"]["wm_fraction_min"],
         region=config["dwi"]["region_fraction_min"],
         dilation=config["dwi"]["lesion_dilation_mm"],
         statistic=config["dwi"]["region_statistic"],
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "dwi_regions"),
-    benchmark:
-        per_session("benchmarks", "dwi_regions")
-    threads: THREADS
-    resources:
-        mem_mb=mem_mb_of("dwi_regions"),
-        runtime=runtime_of("dwi_regions"),
     shell:
         "resstore dwi-regions --fa {input.fa} --md {input.md} --b0 {input.b0}"
         " --mask {input.mask} --t1w {input.t1w} --t1w-mask {input.t1w_mask}"

@@ -4,6 +4,10 @@
 rule inventory:
     output:
         SESSIONS_TSV,
+    log:
+        f"{OUT}/logs/inventory.log",
+    container:
+        CONTAINER
     params:
         bids_dir=config["bids_dir"],
         sessions=config["sessions"],
@@ -20,10 +24,6 @@ rule inventory:
         ),
         digest=INVENTORY_DIGEST,
         cache_dir=os.path.join(OUT, ".resstore"),
-    container:
-        CONTAINER
-    log:
-        f"{OUT}/logs/inventory.log",
     shell:
         "resstore inventory --bids-dir {params.bids_dir} --sessions {params.sessions}"
         " --task {params.task} --participant-label {params.participant_label}"
@@ -38,16 +38,16 @@ rule session_features:
         inventory=SESSIONS_TSV,
     output:
         SESSION_ROW,
+    log:
+        per_session("logs", "session_features"),
+    localrule: True
+    container:
+        CONTAINER
     params:
         metrics=lambda wildcards: " ".join(
             f"{stream}={path}" for stream, path in session_metric_files(wildcards)
         ),
         config_hash=CONFIG_HASH,
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "session_features"),
-    localrule: True
     shell:
         "resstore session-features --participant sub-{wildcards.subject}"
         " --session {wildcards.session} --metrics {params.metrics}"
@@ -63,11 +63,11 @@ rule features:
     output:
         tsv=FEATURES_TSV,
         json=FEATURES_JSON,
-    container:
-        CONTAINER
     log:
         f"{OUT}/logs/features.log",
     localrule: True
+    container:
+        CONTAINER
     shell:
         "resstore collect-features --rows {input.rows} --ratings {input.ratings}"
         " --out-tsv {output.tsv} --out-json {output.json} --log {log}"
@@ -78,13 +78,13 @@ rule dataset_description:
         description=DATASET_DESCRIPTION,
         bidsignore=f"{OUT}/.bidsignore",
         readme=f"{OUT}/README",
-    params:
-        bids_dir=config["bids_dir"],
-    container:
-        CONTAINER
     log:
         f"{OUT}/logs/dataset_description.log",
     localrule: True
+    container:
+        CONTAINER
+    params:
+        bids_dir=config["bids_dir"],
     shell:
         "resstore dataset-description --bids-dir {params.bids_dir} --out {output.description}"
         " --out-bidsignore {output.bidsignore} --out-readme {output.readme} --log {log}"

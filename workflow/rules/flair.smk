@@ -9,16 +9,16 @@ rule flair_qc:
         flair=raw("flair"),
     output:
         metrics=FLAIR_METRICS,
-    params:
-        on_error=ON_ERROR,
-    container:
-        CONTAINER
     log:
         per_session("logs", "flair_qc"),
     benchmark:
         per_session("benchmarks", "flair_qc")
+    container:
+        CONTAINER
     resources:
         mem_mb=1500,
         runtime=5,
+    params:
+        on_error=ON_ERROR,
     shell:
         "resstore flair-qc --flair {input.flair} --out-metrics {output.metrics} --log {log} {params.on_error}"

@@ -3,7 +3,9 @@
 
 FUNC = config["func"]
 FUNC_CONTRASTS = FUNC["contrasts"]
-FUNC_CONTRAST_ARGS = " ".join(f"--contrast '{name}={expr}'" for name, expr in FUNC_CONTRASTS.items())
+FUNC_CONTRAST_ARGS = " ".join(
+    f"--contrast '{name}={expr}'" for name, expr in FUNC_CONTRASTS.items()
+)
 
 BOLD_PREPROC = deriv("func", "bold", ".nii.gz", task=TASK, space="bold", desc="preproc")
 # its sidecar carries slice_time_ref and n_dummy to the GLM
@@ -18,8 +20,9 @@ XFM_BOLD_TO_T1W = deriv("func", "xfm", ".mat", task=TASK, from_="bold", to="T1w"
 BOLD_COREG_METRICS = deriv("func", "metrics", ".json", task=TASK, desc="coreg")
 BOLD_FIG_COREG = deriv("figures", "bold", ".png", task=TASK, desc="coreg")
 BOLD_ZMAP = deriv("func", "zmap", ".nii.gz", task=TASK, space="bold", desc="{contrast}")
-BOLD_ZMAP_T1W = deriv("func", "zmap", ".nii.gz", task=TASK, space="T1w",
-                      desc=FUNC["primary_contrast"])
+BOLD_ZMAP_T1W = deriv(
+    "func", "zmap", ".nii.gz", task=TASK, space="T1w", desc=FUNC["primary_contrast"]
+)
 BOLD_DESIGN = deriv("func", "design", ".tsv", task=TASK)
 BOLD_M1 = deriv("func", "dseg", ".nii.gz", task=TASK, space="bold", desc="m1")
 BOLD_ACTIVATION_METRICS = deriv("func", "metrics", ".json", task=TASK, desc="activation")
@@ -27,12 +30,16 @@ BOLD_FIG_DESIGN = deriv("figures", "bold", ".png", task=TASK, desc="design")
 BOLD_FIG_ZMAP = deriv("figures", "bold", ".png", task=TASK, desc="zmap")
 
 register_metrics("bold", "bold", BOLD_METRICS)
-register_review_layer(modality="bold", files={"zmap": BOLD_ZMAP_T1W},
-                      options=f"--z-threshold {FUNC['z_threshold']}")
+register_review_layer(
+    modality="bold", files={"zmap": BOLD_ZMAP_T1W}, options=f"--z-threshold {FUNC['z_threshold']}"
+)
 register_metrics("bold", "bold", BOLD_ACTIVATION_METRICS)
 register_reportlet(
-    modality="bold", step="motion", title="Head motion, FD, DVARS and carpet plot",
-    figure=BOLD_FIG_MOTION, metrics=BOLD_METRICS,
+    modality="bold",
+    step="motion",
+    title="Head motion, FD, DVARS and carpet plot",
+    figure=BOLD_FIG_MOTION,
+    metrics=BOLD_METRICS,
     caption="Motion parameters relative to the first volume after the dummy scans; FD "
     "(Power, 50 mm) with the outlier threshold (red); DVARS; voxel time series (z-scored).",
     methods="Rigid Gauss-Newton registration of every volume to the first kept volume "
@@ -40,22 +47,34 @@ register_reportlet(
     "one cubic resampling.",
 )
 register_reportlet(
-    modality="bold", step="tsnr", title="Temporal SNR", figure=BOLD_FIG_TSNR,
+    modality="bold",
+    step="tsnr",
+    title="Temporal SNR",
+    figure=BOLD_FIG_TSNR,
     caption="tSNR (mean / SD over time) of the corrected series on the BOLD reference.",
 )
 register_reportlet(
-    modality="bold", step="coreg", title="BOLD to T1w registration", figure=BOLD_FIG_COREG,
+    modality="bold",
+    step="coreg",
+    title="BOLD to T1w registration",
+    figure=BOLD_FIG_COREG,
     metrics=BOLD_COREG_METRICS,
     caption="Outline of the BOLD reference (red) and the T1w brain mask (green) on the T1w.",
     methods="ANTs rigid registration, Mattes mutual information, identity start.",
 )
 register_reportlet(
-    modality="bold", step="design", title="GLM design matrix", figure=BOLD_FIG_DESIGN,
+    modality="bold",
+    step="design",
+    title="GLM design matrix",
+    figure=BOLD_FIG_DESIGN,
     caption="Task regressor(s), motion regressors, spike regressors, cosine drift, constant.",
 )
 register_reportlet(
-    modality="bold", step="activation", title="Motor activation and laterality",
-    figure=BOLD_FIG_ZMAP, metrics=BOLD_ACTIVATION_METRICS,
+    modality="bold",
+    step="activation",
+    title="Motor activation and laterality",
+    figure=BOLD_FIG_ZMAP,
+    metrics=BOLD_ACTIVATION_METRICS,
     caption="z-map of the primary contrast above the configured threshold on the T1w, with M1 "
     "(Juelich BA4a+BA4p) and the lesion.",
     methods="GLM from nilearn parts (SPM HRF, cosine drift, smoothing from the config); AR(p) "
@@ -80,21 +99,21 @@ rule func_preproc:
         metrics=BOLD_METRICS,
         figure_motion=BOLD_FIG_MOTION,
         figure_tsnr=BOLD_FIG_TSNR,
+    log:
+        per_session("logs", "func_preproc"),
+    benchmark:
+        per_session("benchmarks", "func_preproc")
+    container:
+        CONTAINER
+    threads: 1
+    resources:
+        mem_mb=mem_mb_of("func_preproc"),
+        runtime=runtime_of("func_preproc"),
     params:
         on_error=ON_ERROR,
         dummy=("" if FUNC["dummy_scans"] is None else f"--dummy-scans {FUNC['dummy_scans']}"),
         stc="yes" if FUNC["slice_timing_correction"] else "no",
         fd_threshold_mm=config["qc"]["bold_fd_threshold_mm"],
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "func_preproc"),
-    benchmark:
-        per_session("benchmarks", "func_preproc")
-    threads: 1
-    resources:
-        mem_mb=mem_mb_of("func_preproc"),
-        runtime=runtime_of("func_preproc"),
     shell:
         "resstore func-preproc --bold {input.bold} --events {input.events}"
         " --out-bold {output.bold} --out-boldref {output.boldref} --out-mask {output.mask}"
@@ -113,19 +132,19 @@ rule func_coreg:
         xfm=XFM_BOLD_TO_T1W,
         metrics=BOLD_COREG_METRICS,
         figure=BOLD_FIG_COREG,
-    params:
-        on_error=ON_ERROR,
-        registration_voxel_mm=FUNC["registration_voxel_mm"],
-    container:
-        CONTAINER
     log:
         per_session("logs", "func_coreg"),
     benchmark:
         per_session("benchmarks", "func_coreg")
+    container:
+        CONTAINER
     threads: THREADS
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        on_error=ON_ERROR,
+        registration_voxel_mm=FUNC["registration_voxel_mm"],
     shell:
         "resstore func-coreg --boldref {input.boldref} --t1w {input.t1w}"
         " --brain-mask {input.brain_mask} --out-xfm {output.xfm} --out-metrics {output.metrics}"
@@ -155,10 +174,20 @@ rule func_glm:
         metrics=BOLD_ACTIVATION_METRICS,
         figure_design=BOLD_FIG_DESIGN,
         figure_zmap=BOLD_FIG_ZMAP,
+    log:
+        per_session("logs", "func_glm"),
+    benchmark:
+        per_session("benchmarks", "func_glm")
+    container:
+        CONTAINER
+    threads: 1
+    resources:
+        mem_mb=mem_mb_of("func_glm"),
+        runtime=runtime_of("func_glm"),
     params:
         on_error=ON_ERROR,
-        contrasts=lambda wildcards, output: FUNC_CONTRAST_ARGS + "".join(
-            f" --out-zmap {name}={path}" for name, path in zip(FUNC_CONTRASTS, output.zmaps)),
+        contrasts=lambda wildcards, output: FUNC_CONTRAST_ARGS
+        + "".join(f" --out-zmap {name}={path}" for name, path in zip(FUNC_CONTRASTS, output.zmaps)),
         primary=FUNC["primary_contrast"],
         hrf=FUNC["hrf_model"],
         high_pass_hz=FUNC["high_pass_hz"],
@@ -171,16 +200,6 @@ rule func_glm:
         fwe_alpha=FUNC["m1_fwe_alpha"],
         atlas_min_fraction=FUNC["atlas_min_fraction"],
         lesion_min_fraction=FUNC["lesion_min_fraction"],
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "func_glm"),
-    benchmark:
-        per_session("benchmarks", "func_glm")
-    threads: 1
-    resources:
-        mem_mb=mem_mb_of("func_glm"),
-        runtime=runtime_of("func_glm"),
     shell:
         "resstore func-glm --bold {input.bold} --bold-sidecar {input.bold_sidecar}"
         " --bold-mask {input.bold_mask}"

@@ -17,7 +17,10 @@ PARTICIPANTS_TSV = os.path.join(config["bids_dir"], "participants.tsv")
 
 register_metrics("lesion", "lesion", LESION_METRICS)
 register_reportlet(
-    modality="lesion", step="lesion", title="Lesion segmentation", figure=LESION_FIGURE,
+    modality="lesion",
+    step="lesion",
+    title="Lesion segmentation",
+    figure=LESION_FIGURE,
     metrics=LESION_METRICS,
     caption="Lesion outline (red; yellow: manual mask or, when the manual mask is used, the "
     "automatic one) on the FLAIR registered to the T1w and on the T1w, slices through the lesion.",
@@ -29,8 +32,12 @@ register_reportlet(
     "tissue; connected-component clean-up (Van Leemput et al. 2001; Schmidt et al. 2012).",
 )
 LESION_INPUTS = LesionInputs(
-    rows=_ROWS, sessions=config["sessions"], baseline=config["baseline_session"], has=has,
-    sessions_with=sessions_with, expand=expand,
+    rows=_ROWS,
+    sessions=config["sessions"],
+    baseline=config["baseline_session"],
+    has=has,
+    sessions_with=sessions_with,
+    expand=expand,
 )
 
 
@@ -51,20 +58,37 @@ rule lesion_segment:
         metrics=LESION_METRICS,
         figure=LESION_FIGURE,
         flair_t1w=LESION_FLAIR_T1W,
+    log:
+        per_session("logs", "lesion_segment"),
+    benchmark:
+        per_session("benchmarks", "lesion_segment")
+    container:
+        CONTAINER
+    threads: THREADS
+    resources:
+        mem_mb=mem_mb_of("lesion_segment"),
+        runtime=runtime_of("lesion_segment"),
     params:
         on_error=ON_ERROR,
         flair=LESION_INPUTS.option("--flair", "flair"),
         manual=LESION_INPUTS.option("--manual", "manual"),
         reviewed=LESION_INPUTS.option("--reviewed", "reviewed"),
         dwi=lambda wildcards, input: (
-            f"--dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}" if "dwi" in input.keys() else ""
+            f"--dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
+            if "dwi" in input.keys()
+            else ""
         ),
         is_baseline=lambda wildcards: (
             "--is-baseline" if wildcards.session == config["baseline_session"] else ""
         ),
         gates=" ".join(
             f"--{key.replace('_', '-')} {LESION_CFG[key]}"
-            for key in ("adc_threshold", "max_brain_fraction", "max_csf_fraction", "min_dwi_support")
+            for key in (
+                "adc_threshold",
+                "max_brain_fraction",
+                "max_csf_fraction",
+                "min_dwi_support",
+            )
         ),
         manual_overrides=LESION_CFG["manual_overrides_automatic"],
         manual_threshold=LESION_CFG["manual_threshold"],
@@ -79,16 +103,6 @@ rule lesion_segment:
         bilateral_fraction=LESION_CFG["bilateral_fraction"],
         registration_voxel_mm=LESION_CFG["registration_voxel_mm"],
         n4_shrink_factor=LESION_CFG["n4_shrink_factor"],
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "lesion_segment"),
-    benchmark:
-        per_session("benchmarks", "lesion_segment")
-    threads: THREADS
-    resources:
-        mem_mb=mem_mb_of("lesion_segment"),
-        runtime=runtime_of("lesion_segment"),
     shell:
         "resstore lesion-segment --t1w {input.t1w} --t1w-raw {input.t1w_raw}"
         " --brain-mask {input.brain_mask}"
@@ -114,21 +128,21 @@ rule lesion_side:
         metrics=LESION_INPUTS.session_path(LESION_METRICS, "side"),
     output:
         LESION_SIDE,
+    log:
+        f"{OUT}/logs/lesion_side/sub-{{subject}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/lesion_side/sub-{{subject}}.tsv"
+    container:
+        CONTAINER
+    resources:
+        mem_mb=500,
+        runtime=2,
     params:
         metrics=LESION_INPUTS.option("--metrics", "metrics"),
         session=lambda wildcards: LESION_INPUTS.reference_session(wildcards.subject) or "",
         participants=(
             f"--participants {PARTICIPANTS_TSV}" if os.path.exists(PARTICIPANTS_TSV) else ""
         ),
-    container:
-        CONTAINER
-    log:
-        f"{OUT}/logs/lesion_side/sub-{{subject}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/lesion_side/sub-{{subject}}.tsv"
-    resources:
-        mem_mb=500,
-        runtime=2,
     shell:
         "resstore lesion-side --subject {wildcards.subject} {params.metrics}"
         " --session '{params.session}' {params.participants} --out {output} --log {log}"

@@ -9,8 +9,11 @@ LESION_LOAD_FIGURE = deriv("figures", "T1w", ".png", desc="cstload")
 
 register_metrics("lesion", "lesion", LESION_LOAD_METRICS)
 register_reportlet(
-    modality="lesion", step="cstload", title="Corticospinal tract lesion load",
-    figure=LESION_LOAD_FIGURE, metrics=LESION_LOAD_METRICS,
+    modality="lesion",
+    step="cstload",
+    title="Corticospinal tract lesion load",
+    figure=LESION_LOAD_FIGURE,
+    metrics=LESION_LOAD_METRICS,
     caption="Lesion (red) with the ipsilesional (blue) and contralesional (green) "
     "corticospinal tracts (Juelich atlas, probability > 25 %, through the lesion-masked SyN) "
     "on the T1w.",
@@ -32,6 +35,16 @@ rule lesion_load:
     output:
         metrics=LESION_LOAD_METRICS,
         figure=LESION_LOAD_FIGURE,
+    log:
+        per_session("logs", "lesion_load"),
+    benchmark:
+        per_session("benchmarks", "lesion_load")
+    container:
+        CONTAINER
+    threads: THREADS
+    resources:
+        mem_mb=mem_mb_of("lesion_load"),
+        runtime=runtime_of("lesion_load"),
     params:
         on_error=ON_ERROR,
         baseline=LESION_INPUTS.option("--baseline-metrics", "baseline"),
@@ -39,16 +52,6 @@ rule lesion_load:
             "--is-baseline" if wildcards.session == config["baseline_session"] else ""
         ),
         max_growth=config["lesion"]["max_growth"],
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "lesion_load"),
-    benchmark:
-        per_session("benchmarks", "lesion_load")
-    threads: THREADS
-    resources:
-        mem_mb=mem_mb_of("lesion_load"),
-        runtime=runtime_of("lesion_load"),
     shell:
         "resstore lesion-load --lesion-mask {input.mask} --t1w {input.t1w}"
         " --side {input.side} --metrics {input.metrics} --atlas {input.atlas}"

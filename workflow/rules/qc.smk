@@ -18,35 +18,42 @@ QC_RATINGS = [config["qc"]["ratings"]] if config["qc"]["ratings"] else []
 QC_STUDY_ID = hashlib.sha256(os.path.abspath(OUT).encode()).hexdigest()[:12]
 
 FINAL_TARGETS.append(REPORT_INDEX)
-FINAL_TARGETS.extend(expand(REPORT_REVIEW, zip, subject=[s for s, _ in sessions_with("lesion")],
-                            session=[v for _, v in sessions_with("lesion")]))
+FINAL_TARGETS.extend(
+    expand(
+        REPORT_REVIEW,
+        zip,
+        subject=[s for s, _ in sessions_with("lesion")],
+        session=[v for _, v in sessions_with("lesion")],
+    )
+)
 
 
 rule report_session:
     input:
         figures=lambda wildcards: [r["figure"] for r in session_reportlets(wildcards)],
-        metrics=lambda wildcards: [r["metrics"] for r in session_reportlets(wildcards)
-                                   if r["metrics"]],
+        metrics=lambda wildcards: [
+            r["metrics"] for r in session_reportlets(wildcards) if r["metrics"]
+        ],
         features=FEATURES_TSV,
         inventory=SESSIONS_TSV,
         ratings=QC_RATINGS,
     output:
         REPORT_SESSION,
+    log:
+        per_session("logs", "report_session"),
+    benchmark:
+        per_session("benchmarks", "report_session")
+    container:
+        CONTAINER
+    resources:
+        mem_mb=500,
+        runtime=5,
     params:
         reportlets=lambda wildcards: json.dumps(session_reportlets(wildcards)),
         ratings=lambda wildcards, input: f"--ratings {input.ratings}" if input.ratings else "",
         outlier_robust_z=config["qc"]["outlier_robust_z"],
         outlier_min_sessions=config["qc"]["outlier_min_sessions"],
         study=QC_STUDY_ID,
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "report_session"),
-    benchmark:
-        per_session("benchmarks", "report_session")
-    resources:
-        mem_mb=500,
-        runtime=5,
     shell:
         "resstore report-session --participant sub-{wildcards.subject}"
         " --session {wildcards.session} --reportlets {params.reportlets:q}"
@@ -68,6 +75,15 @@ rule report_review:
         layers=lambda wildcards: list(session_review_layers(wildcards)[0].values()),
     output:
         REPORT_REVIEW,
+    log:
+        per_session("logs", "report_review"),
+    benchmark:
+        per_session("benchmarks", "report_review")
+    container:
+        CONTAINER
+    resources:
+        mem_mb=2000,
+        runtime=5,
     params:
         flair=lambda wildcards, input: f"--flair {input.flair}" if input.flair else "",
         layers=lambda wildcards: " ".join(
@@ -75,15 +91,6 @@ rule report_review:
             for option, path in session_review_layers(wildcards)[0].items()
         ),
         options=lambda wildcards: session_review_layers(wildcards)[1],
-    container:
-        CONTAINER
-    log:
-        per_session("logs", "report_review"),
-    benchmark:
-        per_session("benchmarks", "report_review")
-    resources:
-        mem_mb=2000,
-        runtime=5,
     shell:
         "resstore report-review --participant sub-{wildcards.subject}"
         " --session {wildcards.session} --t1w {input.t1w} --mask {input.mask}"
@@ -99,20 +106,20 @@ rule report_index:
         ratings=QC_RATINGS,
     output:
         REPORT_INDEX,
+    log:
+        f"{OUT}/logs/report_index.log",
+    benchmark:
+        f"{OUT}/benchmarks/report_index.tsv"
+    container:
+        CONTAINER
+    resources:
+        mem_mb=500,
+        runtime=5,
     params:
         ratings=lambda wildcards, input: f"--ratings {input.ratings}" if input.ratings else "",
         outlier_robust_z=config["qc"]["outlier_robust_z"],
         outlier_min_sessions=config["qc"]["outlier_min_sessions"],
         study=QC_STUDY_ID,
-    container:
-        CONTAINER
-    log:
-        f"{OUT}/logs/report_index.log",
-    benchmark:
-        f"{OUT}/benchmarks/report_index.tsv"
-    resources:
-        mem_mb=500,
-        runtime=5,
     shell:
         "resstore report-index --features {input.features} --inventory {input.inventory}"
         " {params.ratings} --outlier-robust-z {params.outlier_robust_z}"

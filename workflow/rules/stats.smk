@@ -25,7 +25,9 @@ if not unset(STATS_ALLOCATION):
         STATS_TABLES = STATS_NEEDS["tables"]
         STATS_FEATURES = STATS_NEEDS["features"]
     else:
-        STATS_TABLES = [os.path.join(config["bids_dir"], config["stats"]["primary_outcome"]["file"])]
+        STATS_TABLES = [
+            os.path.join(config["bids_dir"], config["stats"]["primary_outcome"]["file"])
+        ]
         STATS_FEATURES = True
 
     rule stats:
@@ -41,24 +43,37 @@ if not unset(STATS_ALLOCATION):
             results_json=STATS_RESULTS_JSON,
             exclusions=STATS_EXCLUSIONS,
             report=STATS_REPORT,
-        params:
-            inputs=lambda wildcards, input: (
-                ["--spec", STATS_SPEC, "--bids-dir", config["bids_dir"]] if STATS_SPEC else
-                ["--phenotype", input.tables[0], "--sessions", *config["sessions"],
-                 "--baseline-session", config["baseline_session"], "--stats-config", json.dumps(config["stats"])]),
-            features=lambda wildcards, input: (
-                f"--features {input.features} --dictionary {input.dictionary}" if input.features else ""),
-            ratings=lambda wildcards, input: f"--ratings {input.ratings}" if input.ratings else "",
-        container:
-            CONTAINER
         log:
             f"{OUT}/logs/stats.log",
         benchmark:
             f"{OUT}/benchmarks/stats.tsv"
+        container:
+            CONTAINER
         threads: 1
         resources:
             mem_mb=2000,
             runtime=30,
+        params:
+            inputs=lambda wildcards, input: (
+                ["--spec", STATS_SPEC, "--bids-dir", config["bids_dir"]]
+                if STATS_SPEC
+                else [
+                    "--phenotype",
+                    input.tables[0],
+                    "--sessions",
+                    *config["sessions"],
+                    "--baseline-session",
+                    config["baseline_session"],
+                    "--stats-config",
+                    json.dumps(config["stats"]),
+                ]
+            ),
+            features=lambda wildcards, input: (
+                f"--features {input.features} --dictionary {input.dictionary}"
+                if input.features
+                else ""
+            ),
+            ratings=lambda wildcards, input: f"--ratings {input.ratings}" if input.ratings else "",
         shell:
             "resstore stats {params.inputs:q} {params.features} --participants {input.participants}"
             " --allocation {input.allocation} {params.ratings} --out-results {output.results}"
