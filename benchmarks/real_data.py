@@ -158,6 +158,14 @@ def _mrtrix(dwi: Path, work: Path) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
                 ["dwi2tensor", str(dwi), str(tensor), *grad, "-mask", str(mask)],
                 ["tensor2metric", str(tensor), "-fa", str(fa)]):
         subprocess.run([*cmd, "-force", "-quiet", "-nthreads", "1"], check=True)
+    # tensor2metric leaves NaN where the fit is degenerate (a voxel or two at the mask
+    # edge): those voxels are 0 here, as they would be outside the mask
+    raw = nib.load(str(fa))
+    values = np.asarray(raw.dataobj, dtype=np.float32)
+    if not np.isfinite(values).all():
+        log.info("MRtrix FA: %d non-finite voxels set to 0", int((~np.isfinite(values)).sum()))
+        nib.save(nib.Nifti1Image(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0),
+                                 raw.affine, raw.header), str(fa))
     return read_image(fa, what="MRtrix FA"), read_image(mask, what="MRtrix mask")
 
 

@@ -30,7 +30,8 @@ def _cmd_dwi_preproc(args) -> None:
         motion_iterations=tuple(args.motion_iterations),
         motion_shrink_factors=tuple(args.motion_shrink_factors), tensor_fit=args.tensor_fit,
         outlier_slice_z=args.outlier_slice_z, outlier_displacement_mm=args.outlier_displacement_mm,
-        exclude_outlier_volumes=args.exclude_outlier_volumes == "yes", threads=args.threads)
+        exclude_outlier_volumes=args.exclude_outlier_volumes == "yes", dti_max_b=args.dti_max_b,
+        threads=args.threads)
     res = preprocess(dwi, options)
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}
     src = [args.dwi, args.bval, args.bvec]
@@ -53,7 +54,12 @@ def _cmd_dwi_preproc(args) -> None:
             "v1": (args.out_v1, res.tensor.v1, "principal eigenvector (voxel axes)", "float32"),
             "residual": (args.out_residual, res.tensor.residual,
                          "RMS tensor-fit residual (% of S0)", "float32")}
-    for path, array, description, dtype in maps.values():
+    shells = f"tensor on b = {res.metrics['dwi_tensor_shells']}"
+    if res.metrics["dwi_tensor_high_b_only"]:
+        shells += f" -- WARNING: every shell above dwi.dti_max_b = {options.dti_max_b:g}"
+    for key, (path, array, description, dtype) in maps.items():
+        if key in ("fa", "md", "ad", "rd", "v1", "residual"):
+            description = f"{description}; {shells}"
         save_image(nib.Nifti1Image(array, aff), path, sources=src, parameters=params,
                    description=description, dtype=dtype)
     table = motion_table(res)
@@ -62,7 +68,7 @@ def _cmd_dwi_preproc(args) -> None:
     write_json(args.out_metrics, res.metrics)
     name = Path(args.dwi).name.removesuffix(".nii.gz")
     figures.colour_fa(res.tensor.fa, res.tensor.v1, aff, args.out_figure_colour_fa,
-                      title=f"{name}:")
+                      title=f"{name}: {shells};")
     figures.motion_plot(res.motion, res.displacement, res.bvals, res.outliers,
                         args.out_figure_motion, title=f"{name}: motion and outliers")
     figures.map_mosaic(res.tensor.residual * res.mask, aff, args.out_figure_residual,
@@ -158,7 +164,7 @@ def register(command) -> None:
     p.add_argument("--out-preproc", help="preprocessed 4D DWI (+ .bval/.bvec beside it)")
     dwi(p, "denoise", "denoise_patch_radius", "rician_correction", "gibbs", "motion_correction",
         "motion_iterations", "motion_shrink_factors", "tensor_fit", "outlier_slice_z",
-        "outlier_displacement_mm", "exclude_outlier_volumes")
+        "outlier_displacement_mm", "exclude_outlier_volumes", "dti_max_b")
     p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")
 
     p = command("dwi-regions", _cmd_dwi_regions,

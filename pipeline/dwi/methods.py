@@ -30,3 +30,10 @@ def preproc_methods(dwi: dict) -> str:
     steps.append(motion)
     text = "; ".join(steps)
     return text[0].upper() + text[1:] + "."
+
+
+def tensor_methods(dwi: dict) -> str:
+    """Methods text of the tensor reportlets: the estimator and the shells it used."""
+    return (f"{TENSOR_FIT_METHODS[dwi['tensor_fit']]} Fitted on b=0 and the shells at or "
+            f"below {dwi['dti_max_b']:g} s/mm2 (dwi.dti_max_b); data with only higher shells "
+            "are fitted on them with a warning in the figure title and the metrics.")

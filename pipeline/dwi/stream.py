@@ -19,6 +19,7 @@ from scipy import ndimage
 from pipeline.dwi import preprocess as pp
 from pipeline.dwi.gradients import MIN_DIRECTIONS, DwiInput
 from pipeline.dwi.tensor import MD_UNIT_SCALE, TensorMaps, fit_tensor, outlier_slices
+from pipeline.validate import B0_THRESHOLD, shells
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ class PreprocOptions:
     exclude_outlier_volumes : bool
         Refit the tensor without outlier volumes (when >= 6 diffusion-weighted
         volumes remain).
+    dti_max_b : float
+        The tensor is fitted on b=0 and the shells at or below this b-value (s/mm2):
+        at high b the signal is not mono-exponential and one tensor over every shell
+        reads MD low. Data with no shell at or below it are fitted on what they have,
+        with a warning (log, metrics ``dwi_tensor_high_b_only``, the QC page).
     """
 
     denoise: str = "mppca"
@@ -66,6 +72,7 @@ class PreprocOptions:
     outlier_slice_z: float = 4.0
     outlier_displacement_mm: float = 2.0
     exclude_outlier_volumes: bool = True
+    dti_max_b: float = 1500.0
     threads: int = 1
 
     @classmethod
@@ -101,6 +108,26 @@ class PreprocResult:
     outlier_volumes: np.ndarray
     metrics: dict
     seconds: dict = field(default_factory=dict)
+
+
+def tensor_volumes(bvals: np.ndarray, max_b: float) -> tuple[np.ndarray, bool]:
+    """The volumes the tensor is fitted on: b=0 and every shell at or below ``max_b``.
+
+    Shells are rounded to 100 s/mm2 (:func:`pipeline.validate.shells`), so a b=1505 of a
+    nominal 1500 shell counts as 1500. When no diffusion-weighted volume is at or below
+    ``max_b``, every volume is used and the second value is True (the caller warns).
+    """
+    bvals = np.asarray(bvals, dtype=float)
+    is_b0 = bvals <= B0_THRESHOLD
+    rounded = np.round(bvals / 100.0) * 100.0
+    low = ~is_b0 & (rounded <= max_b)
+    if low.any():
+        return is_b0 | low, False
+    logger.warning("every diffusion-weighted shell (%s s/mm2) is above dwi.dti_max_b = %g: the "
+                   "tensor is fitted on them (MD reads low and FA high against a b~1000 fit; "
+                   "compare only with data of the same b)",
+                   ", ".join(str(b) for b in shells(bvals) if b > 0), max_b)
+    return np.ones_like(is_b0), True
 
 
 def crop_affine(affine: np.ndarray, box) -> np.ndarray:
@@ -162,14 +189,17 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
     b0 = data[..., is_b0].mean(axis=-1)
     mask = pp.brain_mask(b0)
     displacement = pp.displacement_mm(matrices, mask, affine)
-    tensor = fit_tensor(data, dwi.bvals, bvecs, mask, method=opt.tensor_fit, sigma=sigma)
+    fit, high_b_only = tensor_volumes(dwi.bvals, opt.dti_max_b)
+    tensor = fit_tensor(data[..., fit], dwi.bvals[fit], bvecs[fit], mask, method=opt.tensor_fit,
+                        sigma=sigma)
     # voxels filled from outside some volume's slab are missing data, not dropout
     covered = mask & pp.covered_in_every_volume(matrices, affine, mask.shape)
-    outliers = outlier_slices(data, tensor.predicted, covered, dwi.bvals,
-                              threshold_z=opt.outlier_slice_z)
+    outliers = np.zeros((n, mask.shape[2]), dtype=bool)  # volumes outside the fit: none
+    outliers[fit] = outlier_slices(data[..., fit], tensor.predicted, covered, dwi.bvals[fit],
+                                   threshold_z=opt.outlier_slice_z)
     outlier_volumes = outliers.any(axis=1) | (displacement > opt.outlier_displacement_mm)
-    outlier_volumes &= ~is_b0
-    keep = ~outlier_volumes
+    outlier_volumes &= ~is_b0 & fit
+    keep = fit & ~outlier_volumes
     refit = False
     if opt.exclude_outlier_volumes and outlier_volumes.any():
         if (keep & ~is_b0).sum() >= MIN_DIRECTIONS:
@@ -199,6 +229,8 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
         "dwi_md_brain_median_um2_ms": float(np.median(tensor.md[mask]) * MD_UNIT_SCALE)
         if mask.any() else float("nan"),
         "dwi_tensor_refit_without_outliers": bool(refit),
+        "dwi_tensor_shells": ",".join(str(b) for b in shells(dwi.bvals[fit])),
+        "dwi_tensor_high_b_only": bool(high_b_only),
     }
     return PreprocResult(affine, data, dwi.bvals, bvecs, b0, mask, tensor, motion, displacement,
                          outliers, outlier_volumes, metrics, seconds)

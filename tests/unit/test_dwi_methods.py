@@ -36,3 +36,10 @@ def test_every_tensor_fit_has_a_methods_text():
     from pipeline.config import schema
 
     assert set(TENSOR_FIT_METHODS) == set(schema()["properties"]["dwi"]["properties"]["tensor_fit"]["enum"])
+
+
+def test_tensor_methods_name_the_shells():
+    from pipeline.dwi.methods import tensor_methods
+
+    text = tensor_methods({**_defaults(), "dti_max_b": 1200})
+    assert "1200 s/mm2" in text and "least squares" in text

@@ -3,7 +3,7 @@
 # fit (dwi_preproc); DWI -> T1w registration and CST / PLIC / NAWM / lesion
 # FA and MD, ipsi- and contralesional (dwi_regions).
 
-from pipeline.dwi.methods import TENSOR_FIT_METHODS, preproc_methods
+from pipeline.dwi.methods import preproc_methods, tensor_methods
 
 DWI_METRICS = deriv("dwi", "metrics", ".json", desc="dwiqc")
 DWI_PREPROC = deriv("dwi", "dwi", ".nii.gz", space="dwi", desc="preproc")
@@ -50,7 +50,7 @@ register_reportlet(
     metrics=DWI_PREPROC_METRICS,
     caption="Principal diffusion direction weighted by FA (red left-right, green "
     "anterior-posterior, blue superior-inferior); the CST should be blue.",
-    methods=TENSOR_FIT_METHODS[config["dwi"]["tensor_fit"]],
+    methods=tensor_methods(config["dwi"]),
 )
 register_reportlet(
     modality="dwi",
@@ -142,6 +142,7 @@ rule dwi_preproc:
         slice_z=config["dwi"]["outlier_slice_z"],
         displacement=config["dwi"]["outlier_displacement_mm"],
         exclude="yes" if config["dwi"]["exclude_outlier_volumes"] else "no",
+        dti_max_b=config["dwi"]["dti_max_b"],
     shell:
         "resstore dwi-preproc --dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
         " --out-preproc {output.preproc} --out-b0 {output.b0} --out-mask {output.mask}"
@@ -156,7 +157,8 @@ rule dwi_preproc:
         " --motion-iterations {params.iterations} --motion-shrink-factors {params.shrink}"
         " --tensor-fit {params.fit} --outlier-slice-z {params.slice_z}"
         " --outlier-displacement-mm {params.displacement}"
-        " --exclude-outlier-volumes {params.exclude} --threads {threads} --log {log} {params.on_error}"
+        " --exclude-outlier-volumes {params.exclude} --dti-max-b {params.dti_max_b}"
+        " --threads {threads} --log {log} {params.on_error}"
 
 
 rule dwi_regions:
