@@ -24,14 +24,20 @@ def _cmd_preproc(args) -> None:
     from pipeline.anat import inputs
     from pipeline.anat.brainmask import template_brain_mask
     from pipeline.io import save_image, write_json
+    from pipeline.orientation import describe_grid, same_grid
     from pipeline.qc.figures import mosaic
 
-    t1w = inputs.load_t1w(args.t1w)
+    raw = inputs.load_t1w(args.t1w)
+    t1w = inputs.load_t1w(args.t1w, args.max_voxel_mm)
     lesion = inputs.manual_lesion(args.lesion_mask, t1w, threshold=args.manual_threshold,
-                                  labels=args.manual_labels)
+                                  labels=args.manual_labels, drawn_on=raw)
     params = {"registration_voxel_mm": args.registration_voxel_mm,
               "n4_shrink_factor": args.n4_shrink_factor, "template": TEMPLATE,
-              "lesion_cost_function_mask": lesion is not None}
+              "lesion_cost_function_mask": lesion is not None,
+              "max_voxel_mm": args.max_voxel_mm,
+              "working_grid": "the T1w's own grid" if same_grid(raw, t1w) else
+              (f"resampled (linear) from {describe_grid(raw)} to {describe_grid(t1w)}: the "
+               f"T1w is finer than anat.max_voxel_mm; every T1w-space derivative is on it")}
     res = template_brain_mask(t1w, registration_voxel_mm=args.registration_voxel_mm,
                               n4_shrink_factor=args.n4_shrink_factor, lesion=lesion)
     sources = [args.t1w] + ([args.lesion_mask] if args.lesion_mask else [])
@@ -214,7 +220,7 @@ def register(command) -> None:
                    "storage orientation), optional: excluded from the template registration")
     add_schema_option(p, "lesion", "manual_threshold")
     add_schema_option(p, "lesion", "manual_labels")
-    anat(p, "registration_voxel_mm", "n4_shrink_factor")
+    anat(p, "registration_voxel_mm", "n4_shrink_factor", "max_voxel_mm")
     threads(p)
 
     p = command("anat-register", _cmd_register,

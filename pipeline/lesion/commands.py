@@ -36,7 +36,7 @@ def _cmd_segment(args) -> None:
         registration_voxel_mm=args.registration_voxel_mm,
         n4_shrink_factor=args.n4_shrink_factor,
         dwi=(args.dwi, args.bval, args.bvec) if args.dwi else None, baseline=args.is_baseline,
-        adc_threshold=args.adc_threshold,
+        adc_threshold=args.adc_threshold, max_voxel_mm=args.max_voxel_mm,
         gate_limits={k: getattr(args, k) for k in ("max_brain_fraction", "max_csf_fraction",
                                                    "min_dwi_support", "max_growth")})
 
@@ -69,6 +69,9 @@ def register(command) -> None:
 
     p = command("lesion-segment", _cmd_segment,
                 "FLAIR to T1w, automatic (or manual) lesion mask, volume and side")
+    from pipeline.config import add_schema_option
+
+    add_schema_option(p, "anat", "max_voxel_mm")
     for opt, help_ in (("--t1w", "N4-corrected T1w (anatomy stream, canonical grid)"),
                        ("--t1w-raw", "the session's raw T1w (any storage orientation)"),
                        ("--brain-mask", "affine template brain mask on the T1w grid"),

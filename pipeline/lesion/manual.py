@@ -28,7 +28,7 @@ import nibabel as nib
 import numpy as np
 
 from pipeline.errors import PipelineInputError
-from pipeline.orientation import on_grid_of, read_image
+from pipeline.orientation import describe_grid, on_grid_of, read_image, same_grid
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,15 @@ def classify(values: np.ndarray, *, path, threshold: float = 0.5,
 
 def read_manual_mask(path, reference: nib.Nifti1Image, *, threshold: float = 0.5,
                      labels=None, what: str = "manual lesion mask",
-                     reference_name: str = "the T1w") -> ManualMask:
+                     reference_name: str = "the T1w",
+                     drawn_on: nib.Nifti1Image | None = None) -> ManualMask:
     """Read a manual mask drawn on ``reference``'s grid (any storage orientation).
+
+    ``drawn_on``: the raw image the mask was drawn on, when ``reference`` is a working
+    grid resampled from it (a T1w finer than ``anat.max_voxel_mm``). The mask must then
+    be on ``drawn_on``'s grid; its lesion (after the threshold / label rule) is carried
+    to ``reference`` by linear interpolation of the binary mask, kept at >= 0.5, which
+    preserves its volume to within the partial voxels of its edge (the rule says so).
 
     Raises
     ------
@@ -121,8 +128,23 @@ def read_manual_mask(path, reference: nib.Nifti1Image, *, threshold: float = 0.5
         unnamed multi-label mask, values that are not a mask.
     """
     img = read_image(path, what=what, ndim=(3,))
-    img = on_grid_of(img, reference, path=path, what=what, reference_name=reference_name)
+    grid = reference if drawn_on is None else drawn_on
+    img = on_grid_of(img, grid, path=path, what=what, reference_name=reference_name)
     mask, kind, rule = classify(np.asarray(img.dataobj), path=path, threshold=threshold,
                                 labels=labels)
+    if drawn_on is not None and not same_grid(drawn_on, reference):
+        import warnings
+
+        from nilearn.image import resample_to_img
+
+        drawn = int(mask.sum())
+        with warnings.catch_warnings():  # linear then >= 0.5 is the point: keeps the volume
+            warnings.filterwarnings("ignore", message="Resampling binary images")
+            moved = resample_to_img(nib.Nifti1Image(mask.astype(np.float32), drawn_on.affine),
+                                    reference, interpolation="linear", force_resample=True,
+                                    copy_header=True)
+        mask = np.asarray(moved.dataobj) >= 0.5
+        rule += (f"; drawn on the {describe_grid(drawn_on)} grid ({drawn} voxels), carried to "
+                 f"the {describe_grid(reference)} working grid (linear, >= 0.5)")
     log.info("%s: %s, %d voxels", path, rule, int(mask.sum()))
     return ManualMask(mask, kind, rule)

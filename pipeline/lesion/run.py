@@ -37,7 +37,7 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
                     manual_threshold=0.5, manual_labels=None,
                     options=None, bilateral_fraction=0.2, registration_voxel_mm=2.0,
                     n4_shrink_factor=4, dwi=None, baseline=False, gate_limits=None,
-                    adc_threshold=620e-6) -> dict:
+                    adc_threshold=620e-6, max_voxel_mm=None) -> dict:
     """Lesion mask (space-T1w) and volume metrics of one session.
 
     Source of the mask: the reviewed mask of the QC review page (with its sidecar,
@@ -56,6 +56,7 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
     (:mod:`pipeline.lesion.plausibility`) are reported for every mask; a failed
     gate on an automatic mask sets ``lesion_status`` to ``needs_review``.
     """
+    from pipeline.anat.inputs import load_t1w
     from pipeline.lesion.automatic import automatic_lesion
     from pipeline.lesion.manual import read_manual_mask
 
@@ -66,12 +67,13 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
     manual_mask = None
     manual_rule = None
     if manual:
-        read = read_manual_mask(manual, t1_img, threshold=manual_threshold, labels=manual_labels)
+        read = read_manual_mask(manual, t1_img, threshold=manual_threshold, labels=manual_labels,
+                                drawn_on=read_image(t1w_raw, what="T1w"))
         manual_mask, manual_rule = read.mask, read.rule
     automatic, flair_t1w, seg_metrics, model, model_obj = None, None, {}, {}, None
     if flair:
         flair_img, flair_storage = read_image_storage(flair, what="FLAIR")
-        raw_img = read_image(t1w_raw, what="T1w")
+        raw_img = load_t1w(t1w_raw, max_voxel_mm)  # on the T1w preproc's (working) grid
         seg, reg = automatic_lesion(raw_img, t1_img, flair_img, mask_img, to_mni,
                                     registration_voxel_mm=registration_voxel_mm,
                                     n4_shrink_factor=n4_shrink_factor, **(options or {}))

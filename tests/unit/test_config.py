@@ -102,7 +102,7 @@ def test_anat_command_defaults_are_the_schema_defaults():
     thick = parsed("anat-thickness", "--t1w-preproc", "--dseg", "--probseg", "--atlas", "--dk",
                    "--out-thickness", "--out-table", "--out-metrics", "--out-figure",
                    "--lesion-side")
-    got = {"registration_voxel_mm": pre["registration_voxel_mm"],
+    got = {"registration_voxel_mm": pre["registration_voxel_mm"], "max_voxel_mm": pre["max_voxel_mm"],
            "n4_shrink_factor": pre["n4_shrink_factor"],
            "template_mask_dilation_mm": reg["mask_dilation_mm"],
            "syn_iterations": reg["syn_iterations"], "lesion_fill": reg["lesion_fill"],

@@ -59,6 +59,7 @@ rule anat_brainmask:
         on_error=ON_ERROR,
         registration_voxel_mm=config["anat"]["registration_voxel_mm"],
         n4_shrink_factor=config["anat"]["n4_shrink_factor"],
+        max_voxel_mm=config["anat"]["max_voxel_mm"],
         manual_threshold=config["lesion"]["manual_threshold"],
         manual_labels=option_list("--manual-labels", config["lesion"]["manual_labels"]),
         optional=ANAT_INPUTS.options(lesion="lesion-mask"),
@@ -67,6 +68,6 @@ rule anat_brainmask:
         " --out-mask {output.mask} --out-xfm {output.xfm} --out-metrics {output.metrics}"
         " --out-figure {output.figure} --threads {threads}"
         " --registration-voxel-mm {params.registration_voxel_mm}"
-        " --n4-shrink-factor {params.n4_shrink_factor}"
+        " --n4-shrink-factor {params.n4_shrink_factor} --max-voxel-mm {params.max_voxel_mm}"
         " --manual-threshold {params.manual_threshold} {params.manual_labels}"
         " {params.optional} --log {log} {params.on_error}"

@@ -171,18 +171,17 @@ def row_value(column):
 
 
 # --- resources that follow the input ----------------------------------------------
-# workflow/resources.yaml: coefficients measured by benchmarks/resources.py
-with open(os.path.join(workflow.basedir, "workflow", "resources.yaml")) as _handle:
-    RESOURCE_MODEL = yaml.safe_load(_handle)["rules"]
+# workflow/resources.yaml: coefficients measured by benchmarks/resources.py;
+# the arithmetic is pipeline.resources (the benchmark checks it against the peaks)
+from pipeline import resources as _resources
+
+RESOURCE_MODEL = _resources.load_model(os.path.join(workflow.basedir, "workflow", "resources.yaml"))
 
 
-def _mvoxels(path):
-    """Million voxels (all volumes) of an image, from its header."""
-    if not path:
-        return 0.0
-    import nibabel
-
-    return float(np.prod(nibabel.load(path).shape)) / 1e6
+def _session_mvoxels(model, wildcards):
+    image = model["image"]
+    cap = config["anat"]["max_voxel_mm"] if image == "t1w" else None
+    return _resources.mvoxels(_ROWS[(wildcards.subject, wildcards.session)][image], cap)
 
 
 def mem_mb_of(rule_name):
@@ -190,8 +189,7 @@ def mem_mb_of(rule_name):
     model = RESOURCE_MODEL[rule_name]
 
     def resource(wildcards, attempt):
-        size = _mvoxels(_ROWS[(wildcards.subject, wildcards.session)][model["image"]])
-        return int((model["mem_a"] + model["mem_b"] * size) * attempt)
+        return _resources.declared(model, _session_mvoxels(model, wildcards), attempt)[0]
 
     return resource
 
@@ -201,8 +199,7 @@ def runtime_of(rule_name):
     model = RESOURCE_MODEL[rule_name]
 
     def resource(wildcards, attempt):
-        size = _mvoxels(_ROWS[(wildcards.subject, wildcards.session)][model["image"]])
-        return int((model["time_a"] + model["time_b"] * size) * attempt) + 1
+        return _resources.declared(model, _session_mvoxels(model, wildcards), attempt)[1]
 
     return resource
 

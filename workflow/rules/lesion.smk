@@ -103,8 +103,10 @@ rule lesion_segment:
         bilateral_fraction=LESION_CFG["bilateral_fraction"],
         registration_voxel_mm=LESION_CFG["registration_voxel_mm"],
         n4_shrink_factor=LESION_CFG["n4_shrink_factor"],
+        max_voxel_mm=config["anat"]["max_voxel_mm"],
     shell:
         "resstore lesion-segment --t1w {input.t1w} --t1w-raw {input.t1w_raw}"
+        " --max-voxel-mm {params.max_voxel_mm}"
         " --brain-mask {input.brain_mask}"
         " --xfm {input.xfm} {params.flair} {params.manual} {params.reviewed}"
         " {params.dwi} {params.is_baseline} {params.gates}"
