@@ -28,7 +28,13 @@ import nibabel as nib
 import numpy as np
 
 from pipeline.errors import PipelineInputError
-from pipeline.orientation import describe_grid, on_grid_of, read_image, same_grid
+from pipeline.orientation import (
+    GRID_TOLERANCE_VOXELS,
+    describe_grid,
+    grid_distance_voxels,
+    on_grid_of,
+    read_image,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +134,15 @@ def read_manual_mask(path, reference: nib.Nifti1Image, *, threshold: float = 0.5
         unnamed multi-label mask, values that are not a mask.
     """
     img = read_image(path, what=what, ndim=(3,))
-    grid = reference if drawn_on is None else drawn_on
-    img = on_grid_of(img, grid, path=path, what=what, reference_name=reference_name)
+    # on the reference's grid already (the usual case), else on the raw image it was
+    # drawn on (the reference is then its working grid)
+    carry = (drawn_on is not None
+             and grid_distance_voxels(img, reference) > GRID_TOLERANCE_VOXELS)
+    img = on_grid_of(img, drawn_on if carry else reference, path=path, what=what,
+                     reference_name=reference_name)
     mask, kind, rule = classify(np.asarray(img.dataobj), path=path, threshold=threshold,
                                 labels=labels)
-    if drawn_on is not None and not same_grid(drawn_on, reference):
+    if carry:
         import warnings
 
         from nilearn.image import resample_to_img

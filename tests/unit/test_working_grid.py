@@ -57,10 +57,15 @@ def test_coarse_t1w_or_zero_keeps_its_grid(tmp_path):
     assert np.allclose(np.sqrt((load_t1w(fine, 0).affine[:3, :3] ** 2).sum(0)), 0.5)
 
 
-def test_mask_on_the_working_grid_instead_of_the_raw_one_is_refused(tmp_path):
-    t1w_path, mask_path, _ = _write(tmp_path)
+def test_mask_on_the_working_grid_is_taken_as_is_and_another_grid_refused(tmp_path):
+    t1w_path, _, _ = _write(tmp_path)
     raw, work = load_t1w(t1w_path), load_t1w(t1w_path, 0.8)
+    on_work = tmp_path / "on_work.nii.gz"
+    data = np.zeros(work.shape, np.uint8)
+    data[20:24, 20:24, 20:24] = 1
+    nib.save(nib.Nifti1Image(data, work.affine), on_work)
+    assert read_manual_mask(on_work, work, drawn_on=raw).mask.sum() == 64  # e.g. a reviewed mask
     other = tmp_path / "other.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros(work.shape, np.uint8), work.affine), other)
+    nib.save(nib.Nifti1Image(np.zeros((20, 20, 20), np.uint8), np.diag([1.0, 1, 1, 1])), other)
     with pytest.raises(PipelineInputError, match="not on the grid"):
         read_manual_mask(other, work, drawn_on=raw)
