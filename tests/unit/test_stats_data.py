@@ -259,3 +259,24 @@ def test_cli_writes_results_report_and_named_error(tmp_path):
                                                                      "control": "placebo"}
     inputs["allocation"].assign(arm="active").to_csv(paths["allocation"], sep="\t", index=False)
     assert main(argv) == 2
+
+
+def test_needs_review_keeps_the_stream_out_of_the_models_until_reviewed():
+    """A status 'needs_review: ...' (an implausible automatic lesion mask, pipeline.lesion
+    .plausibility) is not 'ok': that session's features of the stream stay out of the
+    models, stated, until a reviewer's rating or corrected mask makes the status 'ok'."""
+    inputs = _inputs()
+    features = inputs["features"]
+    features["dwi_status"] = "ok"
+    flagged = features.index[(features["participant_id"] == "sub-003")
+                             & (features["session"] == "m06")]
+    features.loc[flagged, "dwi_status"] = "needs_review: implausible: brighter than mirror"
+    data = assemble(**inputs, spec=_spec())
+    fa = next(o for o in data.outcomes if o.name == "fa_cst_ipsilesional").data
+    assert not ((fa["participant_id"] == "sub-003") & (fa["session"] == "m06")).any()
+    assert any("needs_review" in e["reason"] and e["participant_id"] == "sub-003"
+               for e in data.exclusions)
+    features.loc[flagged, "dwi_status"] = "ok"  # reviewed
+    fa = next(o for o in assemble(**inputs, spec=_spec()).outcomes
+              if o.name == "fa_cst_ipsilesional").data
+    assert ((fa["participant_id"] == "sub-003") & (fa["session"] == "m06")).any()
