@@ -187,13 +187,17 @@ def syn_to_template(t1w_preproc: nib.Nifti1Image, brain_mask: nib.Nifti1Image, *
         fixed_img = enantiomorphic_fill(fixed_img, lesion_iso,
                                         reflection_ras(affine["fwdtransforms"][0]))
     fixed = to_ants(fixed_img)
-    reg = ants.registration(
-        fixed=fixed, moving=moving, type_of_transform="SyN", mask=fixed_mask,
-        mask_all_stages=True, aff_metric="mattes", syn_metric=syn_metric.lower(),
-        syn_sampling=2 if syn_metric.upper() == "CC" else 32,
-        aff_random_sampling_rate=1.0, reg_iterations=tuple(syn_iterations), random_seed=seed,
-        write_composite_transform=True,
-        outprefix=str(workdir / "syn_"), verbose=False)
+    from pipeline.progress import step
+
+    with step(f"lesion-masked SyN to the template ({registration_voxel_mm:g} mm, "
+              f"iterations {tuple(syn_iterations)})"):
+        reg = ants.registration(
+            fixed=fixed, moving=moving, type_of_transform="SyN", mask=fixed_mask,
+            mask_all_stages=True, aff_metric="mattes", syn_metric=syn_metric.lower(),
+            syn_sampling=2 if syn_metric.upper() == "CC" else 32,
+            aff_random_sampling_rate=1.0, reg_iterations=tuple(syn_iterations),
+            random_seed=seed, write_composite_transform=True,
+            outprefix=str(workdir / "syn_"), verbose=False)
     warped_mask = ants.apply_transforms(
         fixed=fixed, moving=to_ants(templates.fsl_mni152_brain_mask()),
         transformlist=[_single(reg["fwdtransforms"])], interpolator="linear")

@@ -128,7 +128,9 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
     prior_imgs = [to_ants(nib.Nifti1Image(p * seg_mask, affine)) for p in priors]
     mask_img = to_ants(nib.Nifti1Image(seg_mask.astype(np.float32), affine))
     # ANTsPy's atropos leaves its prior and posterior images in the temporary directory
-    with private_tempdir(prefix="resstore-atropos-"):
+    from pipeline.progress import step
+
+    with private_tempdir(prefix="resstore-atropos-"), step(f"Atropos ({iterations} iterations)"):
         result = ants.atropos(a=to_ants(t1w_preproc), x=mask_img, i=prior_imgs,
                               m=f"[{mrf_weight},1x1x1]", c=f"[{iterations},0]",
                               priorweight=prior_weight, r=0, verbose=0)  # r=0: constant seed

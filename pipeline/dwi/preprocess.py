@@ -230,6 +230,7 @@ def motion_correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvec
     import ants
 
     from pipeline.antsio import from_ants, to_ants
+    from pipeline.progress import Progress
 
     start = time.perf_counter()
     sigmas = smoothing_sigmas(shrink) if sigmas is None else tuple(sigmas)
@@ -250,7 +251,9 @@ def motion_correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvec
 
     out = np.empty_like(data)
     matrices = np.tile(np.eye(4), (n, 1, 1))
+    progress = Progress("DWI motion/eddy registration (volumes)", n, logger=logger)
     for i in range(n):
+        progress.update()
         moving = vol(i)
         path = _register_volume(reference, moving, affine=eddy and not is_b0[i],
                                 iterations=iterations, shrink=shrink, sigmas=sigmas)

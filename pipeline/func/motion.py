@@ -188,7 +188,11 @@ def realign(
     transforms = np.tile(np.eye(4), (n_volumes, 1, 1))
     iterations = np.zeros(n_volumes, dtype=int)
     order_of_visit = [*range(reference_index + 1, n_volumes), *range(reference_index - 1, -1, -1)]
+    from pipeline.progress import Progress
+
+    progress = Progress("BOLD realignment (volumes)", len(order_of_visit))
     for i in order_of_visit:
+        progress.update()
         neighbour = i - 1 if i > reference_index else i + 1
         transform = transforms[neighbour]
         for k, level in enumerate(built):
