@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -23,13 +22,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+# each step runs under its own small wrapper process, so that its peak RSS is its own
+# (RUSAGE_CHILDREN of this process would keep the largest of every step so far)
+_WRAPPER = ("import resource, subprocess, sys; "
+            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+            "sys.stderr.write(p.stderr[-3000:]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
+
+
 def _run(cmd: list[str]) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds and peak RSS (MB) of one command."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024.0
+    if done.returncode:
+        sys.exit(f"{' '.join(cmd[:2])} failed ({done.returncode}):\n{done.stderr}")
+    return seconds, float(done.stdout.split()[-1]) / 1024.0
 
 
 def main(argv=None) -> int:
@@ -52,6 +60,16 @@ def main(argv=None) -> int:
     resstore = shutil.which("resstore") or str(Path(sys.executable).parent / "resstore")
     d = out / "derivatives"
     d.mkdir(parents=True, exist_ok=True)
+    # the anatomy stream's SyN and atlas (not timed: the budget excludes anatomy); CST load
+    # only uses the lesion-masked SyN (issue 19)
+    anat = {k: str(d / f"anat_{k}") for k in ("mni_to_t1w.h5", "t1w_to_mni.h5", "atlas.nii.gz",
+                                                "dk.nii.gz", "metrics.json", "figure.png")}
+    if not Path(anat["atlas.nii.gz"]).exists():
+        _run([resstore, "anat-register", "--t1w-preproc", session["preproc"], "--brain-mask",
+              session["brain_mask"], "--out-mni-to-t1w", anat["mni_to_t1w.h5"],
+              "--out-t1w-to-mni", anat["t1w_to_mni.h5"], "--out-atlas", anat["atlas.nii.gz"],
+              "--out-dk", anat["dk.nii.gz"], "--out-metrics", anat["metrics.json"],
+              "--out-figure", anat["figure.png"], "--threads", str(args.threads)])
     steps = {
         "lesion-segment": [
             resstore, "lesion-segment", "--t1w", session["preproc"], "--t1w-raw", session["t1w"],
@@ -65,7 +83,8 @@ def main(argv=None) -> int:
             "--session", "baseline", "--out", str(d / "side.json")],
         "lesion-load": [
             resstore, "lesion-load", "--lesion-mask", str(d / "lesion_mask.nii.gz"), "--t1w",
-            session["preproc"], "--xfm", session["xfm"], "--side", str(d / "side.json"),
+            session["preproc"], "--atlas", anat["atlas.nii.gz"], "--xfm-syn",
+            anat["mni_to_t1w.h5"], "--side", str(d / "side.json"),
             "--metrics", str(d / "lesion_metrics.json"), "--is-baseline", "--out-metrics",
             str(d / "load_metrics.json"), "--out-figure", str(d / "cst.png"),
             "--threads", str(args.threads)],
