@@ -24,11 +24,11 @@ def _cmd_preproc(args) -> None:
     from pipeline.anat import inputs
     from pipeline.anat.brainmask import template_brain_mask
     from pipeline.io import save_image, write_json
-    from pipeline.orientation import describe_grid, same_grid
+    from pipeline.orientation import describe_grid, same_grid, working_grid
     from pipeline.qc.figures import mosaic
 
     raw = inputs.load_t1w(args.t1w)
-    t1w = inputs.load_t1w(args.t1w, args.max_voxel_mm)
+    t1w = working_grid(raw, args.max_voxel_mm)  # the file is read once
     lesion = inputs.manual_lesion(args.lesion_mask, t1w, threshold=args.manual_threshold,
                                   labels=args.manual_labels, drawn_on=raw)
     params = {"registration_voxel_mm": args.registration_voxel_mm,

@@ -56,9 +56,9 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
     (:mod:`pipeline.lesion.plausibility`) are reported for every mask; a failed
     gate on an automatic mask sets ``lesion_status`` to ``needs_review``.
     """
-    from pipeline.anat.inputs import load_t1w
     from pipeline.lesion.automatic import automatic_lesion
     from pipeline.lesion.manual import read_manual_mask
+    from pipeline.orientation import working_grid
 
     t1_img = read_image(t1w, what="T1w")
     mask_img = read_image(brain_mask, what="brain mask")
@@ -66,14 +66,17 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
     to_mni = read_ants_affine(xfm)
     manual_mask = None
     manual_rule = None
+    # the raw T1w, read once: the grid manual masks are drawn on, and (on the working
+    # grid) the input of the lesion-masked N4 of the automatic segmentation
+    raw_t1w = read_image(t1w_raw, what="T1w") if (manual or flair) else None
     if manual:
         read = read_manual_mask(manual, t1_img, threshold=manual_threshold, labels=manual_labels,
-                                drawn_on=read_image(t1w_raw, what="T1w"))
+                                drawn_on=raw_t1w)
         manual_mask, manual_rule = read.mask, read.rule
     automatic, flair_t1w, seg_metrics, model, model_obj = None, None, {}, {}, None
     if flair:
         flair_img, flair_storage = read_image_storage(flair, what="FLAIR")
-        raw_img = load_t1w(t1w_raw, max_voxel_mm)  # on the T1w preproc's (working) grid
+        raw_img = working_grid(raw_t1w, max_voxel_mm)  # the T1w preproc's (working) grid
         seg, reg = automatic_lesion(raw_img, t1_img, flair_img, mask_img, to_mni,
                                     registration_voxel_mm=registration_voxel_mm,
                                     n4_shrink_factor=n4_shrink_factor, **(options or {}))
