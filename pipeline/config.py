@@ -73,6 +73,29 @@ def add_file_options(parser, *items) -> None:
         parser.add_argument(flag, required=True, help=help_)
 
 
+def add_threads_option(parser, *, help: str = "ITK/BLAS threads"):
+    """Add ``--threads`` (int, default 1), the threads a command may use.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    help : str
+        What the threads are for (which libraries use them).
+
+    Returns
+    -------
+    argparse.Action
+        The added option.
+
+    Notes
+    -----
+    The command passes the value to :func:`pipeline.antsio.set_threads`; the
+    workflow gives each rule its ``threads`` (``resources.threads_per_job``).
+    """
+    return parser.add_argument("--threads", type=int, default=1, help=help)
+
+
 def _with_defaults(validator_class):
     validate_properties = validator_class.VALIDATORS["properties"]
 

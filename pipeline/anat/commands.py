@@ -200,14 +200,11 @@ def _cmd_thickness(args) -> None:
 
 def register(command) -> None:
     from pipeline.config import add_file_options as files
-    from pipeline.config import add_schema_option
+    from pipeline.config import add_schema_option, add_threads_option
 
     def anat(p, *keys, **overrides):
         for key in keys:
             add_schema_option(p, "anat", key, **overrides)
-
-    def threads(p):
-        p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")
 
     p = command("anat-preproc", _cmd_preproc,
                 "T1w: RAS, N4, affine template brain mask (manual lesion ROI masked)")
@@ -221,7 +218,7 @@ def register(command) -> None:
     add_schema_option(p, "lesion", "manual_threshold")
     add_schema_option(p, "lesion", "manual_labels")
     anat(p, "registration_voxel_mm", "n4_shrink_factor", "max_voxel_mm")
-    threads(p)
+    add_threads_option(p)
 
     p = command("anat-register", _cmd_register,
                 "lesion-masked SyN T1w <-> MNI152NLin6Asym; atlases to T1w")
@@ -240,7 +237,7 @@ def register(command) -> None:
     p.add_argument("--baseline-t1w-to-mni", help="follow-up sessions: the baseline T1w -> MNI")
     anat(p, "registration_voxel_mm", "syn_iterations", "lesion_fill")
     add_schema_option(p, "anat", "template_mask_dilation_mm", flag="--mask-dilation-mm")
-    threads(p)
+    add_threads_option(p)
 
     p = command("anat-segment", _cmd_segment,
                 "template brain mask + Atropos tissue classes with a lesion class")
@@ -251,7 +248,7 @@ def register(command) -> None:
           ("--out-figure", "segmentation figure (PNG)"))
     p.add_argument("--lesion-mask", help="lesion mask (T1w space), optional")
     anat(p, "prior_weight", "mrf_weight")
-    threads(p)
+    add_threads_option(p)
 
     p = command("anat-thickness", _cmd_thickness,
                 "cortical thickness (Laplace or DiReCT) and regional values")
@@ -269,4 +266,4 @@ def register(command) -> None:
     p.add_argument("--gradient-step", type=float, default=0.025, help="DiReCT gradient step")
     p.add_argument("--smoothing-sigma", type=float, default=1.5,
                    help="DiReCT smoothing sigma (voxels)")
-    threads(p)
+    add_threads_option(p)

@@ -197,7 +197,7 @@ def _cmd_glm(args) -> None:
 
 def register(command) -> None:
     from pipeline.config import add_file_options as files
-    from pipeline.config import add_schema_option
+    from pipeline.config import add_schema_option, add_threads_option
 
     p = command("func-preproc", _cmd_preproc,
                 "BOLD checks, dummy scans, motion + slice-timing correction, FD/DVARS, QC figures")
@@ -213,7 +213,7 @@ def register(command) -> None:
     add_schema_option(p, "func", "dummy_scans")
     add_schema_option(p, "func", "slice_timing_correction")
     add_schema_option(p, "qc", "bold_fd_threshold_mm", flag="--fd-threshold-mm")
-    p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")
+    add_threads_option(p)
 
     p = command("func-coreg", _cmd_coreg, "rigid BOLD reference -> T1w registration (ANTs, MI)")
     files(p, ("--boldref", "BOLD reference (func-preproc)"), ("--t1w", "N4-corrected T1w"),
@@ -221,7 +221,7 @@ def register(command) -> None:
           ("--out-xfm", "ANTs rigid transform BOLD -> T1w"), ("--out-metrics", "metrics JSON"),
           ("--out-figure", "registration figure (PNG)"))
     add_schema_option(p, "func", "registration_voxel_mm")
-    p.add_argument("--threads", type=int, default=1, help="ITK threads")
+    add_threads_option(p, help="ITK threads")
 
     p = command("func-glm", _cmd_glm, "first-level GLM, z-maps, M1 activation and laterality")
     files(p, ("--bold", "corrected BOLD (func-preproc)"),
@@ -251,7 +251,7 @@ def register(command) -> None:
     add_schema_option(p, "func", "m1_fwe_alpha", flag="--fwe-alpha")
     add_schema_option(p, "qc", "bold_fd_threshold_mm", flag="--fd-threshold-mm")
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap laterality index")
-    p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")
+    add_threads_option(p)
 
 
 def schema_default_func(key):

@@ -62,15 +62,13 @@ def _cmd_load(args) -> None:
 
 
 def register(command) -> None:
-    from pipeline.config import schema_default
+    from pipeline.config import add_schema_option, add_threads_option, schema_default
 
     def default(key):
         return schema_default("lesion", key)
 
     p = command("lesion-segment", _cmd_segment,
                 "FLAIR to T1w, automatic (or manual) lesion mask, volume and side")
-    from pipeline.config import add_schema_option
-
     add_schema_option(p, "anat", "max_voxel_mm")
     for opt, help_ in (("--t1w", "N4-corrected T1w (anatomy stream, canonical grid)"),
                        ("--t1w-raw", "the session's raw T1w (any storage orientation)"),
@@ -109,7 +107,7 @@ def register(command) -> None:
                       ("n4_shrink_factor", int)):
         p.add_argument("--" + key.replace("_", "-"), type=kind, default=default(key),
                        help=f"lesion.{key} (see the configuration reference)")
-    p.add_argument("--threads", type=int, default=1, help="ITK threads")
+    add_threads_option(p, help="ITK threads")
 
     p = command("lesion-side", _cmd_side, "lesion side of one subject (baseline lesion)")
     p.add_argument("--subject", required=True, help="label without sub-")
@@ -133,4 +131,4 @@ def register(command) -> None:
     p.add_argument("--is-baseline", action="store_true", help="this session is the baseline")
     p.add_argument("--max-growth", type=float, default=default("max_growth"),
                    help="plausibility gate: follow-up volume at most this times the baseline's")
-    p.add_argument("--threads", type=int, default=1, help="ITK threads")
+    add_threads_option(p, help="ITK threads")
