@@ -202,9 +202,10 @@ def register(command) -> None:
     from pipeline.config import add_file_options as files
     from pipeline.config import add_schema_option, add_threads_option
 
-    def anat(p, *keys, **overrides):
+    def anat(p, *keys):
+        """``--<key>`` of each ``anat.<key>`` (schema default and description)."""
         for key in keys:
-            add_schema_option(p, "anat", key, **overrides)
+            add_schema_option(p, "anat", key)
 
     p = command("anat-preproc", _cmd_preproc,
                 "T1w: RAS, N4, affine template brain mask (manual lesion ROI masked)")
