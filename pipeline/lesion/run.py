@@ -165,8 +165,8 @@ def segment_session(*, t1w, t1w_raw, brain_mask, xfm, flair=None, manual=None, o
 def _gates(lesion, t1_img, mask_img, to_mni, *, flair_t1w, model, baseline, acute,
            limits) -> list:
     """Plausibility gates of one session's mask (:mod:`pipeline.lesion.plausibility`)."""
-    from pipeline.lesion.segment import white_matter_level
     from pipeline.lesion.space import mirror
+    from pipeline.lesion.tissue_model import white_matter_level
 
     brain = np.asarray(mask_img.dataobj) > 0.5
     t1 = t1_img.get_fdata(dtype=np.float32)
