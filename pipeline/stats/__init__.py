@@ -6,7 +6,7 @@ Runs only at analysis time, when an allocation key is given; nothing upstream re
 Modules: :mod:`~pipeline.stats.trialspec` (the spec, schema-validated; the config route is
 :mod:`~pipeline.stats.spec`), :mod:`~pipeline.stats.sources` and :mod:`~pipeline.stats.data`
 (tables, QC and stream-status exclusions, allocation, analysis sets),
-:mod:`~pipeline.stats.covariance`, :mod:`~pipeline.stats.mmrm` and
+:mod:`~pipeline.stats.covariance`, :mod:`~pipeline.stats.reml`, :mod:`~pipeline.stats.mmrm` and
 :mod:`~pipeline.stats.kenward_roger` (the MMRM engine), :mod:`~pipeline.stats.design` and
 :mod:`~pipeline.stats.continuous` (change from baseline, LS means, MCID),
 :mod:`~pipeline.stats.binary`, :mod:`~pipeline.stats.ordinal`, :mod:`~pipeline.stats.counts`,
