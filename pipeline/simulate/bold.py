@@ -22,6 +22,10 @@ Conventions
   Undo it with ``affine_transform(vol_i, inv(A) @ M_i @ A)`` (A: the affine).
 * Events onsets are seconds from the first volume after the ``n_dummy``
   dummy scans (which are kept in the image; sidecar key ``DummyScans``).
+
+The time courses (slice times, block design, task response, drift) are in
+:mod:`pipeline.simulate.bold_timing`, the head motion and the moved head's
+image in :mod:`pipeline.simulate.bold_motion`.
 """
 
 from __future__ import annotations
@@ -32,9 +36,21 @@ from dataclasses import dataclass, field
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from nilearn.glm.first_level.hemodynamic_models import spm_hrf
 from scipy import ndimage
 
+from pipeline.simulate.bold_motion import (
+    FD_RADIUS_MM,
+    framewise_displacement,
+    head_motion,
+    head_mover,
+)
+from pipeline.simulate.bold_timing import (
+    TRIAL_TYPE,
+    block_events,
+    block_response,
+    slice_times,
+    slow_drift,
+)
 from pipeline.simulate.layers import TemplateLayers
 from pipeline.simulate.space import (
     SessionMap,
@@ -46,9 +62,11 @@ from pipeline.simulate.space import (
 )
 from pipeline.templates import ATLAS_THRESHOLD
 
+__all__ = ["FD_RADIUS_MM", "TRIAL_TYPE", "BoldResult", "block_events", "block_response",
+           "framewise_displacement", "simulate_bold", "slice_times"]
+
 logger = logging.getLogger(__name__)
 
-TRIAL_TYPE = "move_affected_hand"
 HAND_KNOB_TEMPLATE_MM = (37.0, -21.0, 58.0)  # x sign set by hemisphere (MNI x < 0 is left)
 HAND_AREA_RADIUS_MM = 15.0
 BASELINE_GM = 1000.0  # GM intensity; other tissues relative to it
@@ -59,7 +77,6 @@ ECHO_TIME_S = 0.03
 AR1_RHO = 0.3
 EXTRA_POSE_MAX_MM = 2.0
 EXTRA_POSE_MAX_DEG = 2.0
-FD_RADIUS_MM = 50.0
 
 
 @dataclass
@@ -100,82 +117,6 @@ class BoldResult:
     session_from_bold: np.ndarray = field(default_factory=lambda: np.eye(4))
 
 
-def slice_times(n_slices: int, tr_s: float) -> np.ndarray:
-    """Acquisition time (s) of each slice, ascending interleaved (even slices first)."""
-    order = np.r_[np.arange(0, n_slices, 2), np.arange(1, n_slices, 2)]
-    times = np.empty(n_slices)
-    times[order] = np.arange(n_slices) * tr_s / n_slices
-    return times
-
-
-def block_events(*, n_volumes: int, tr_s: float, block_s: float) -> pd.DataFrame:
-    """Movement blocks of an off/on design starting with rest.
-
-    Onsets are ``block_s + k * 2 * block_s`` (s); only blocks that end within
-    ``n_volumes * tr_s`` are listed.
-    """
-    run_s = n_volumes * tr_s
-    onsets = np.arange(block_s, run_s - block_s + 1e-9, 2 * block_s)
-    return pd.DataFrame(
-        {"onset": onsets, "duration": np.full(onsets.size, block_s), "trial_type": TRIAL_TYPE}
-    )
-
-
-def block_response(events: pd.DataFrame, times_s: np.ndarray, *, dt_s: float = 0.05) -> np.ndarray:
-    """Task response (boxcar * SPM canonical HRF) sampled at ``times_s``.
-
-    Scaled so that an isolated block of the events' duration peaks at 1, so a
-    voxel with percent signal change ``a`` peaks at ``a`` %.
-    """
-    times_s = np.asarray(times_s, dtype=float)
-    if events.empty:
-        return np.zeros_like(times_s)
-    hrf = spm_hrf(dt_s, oversampling=1)
-    start = min(0.0, float(times_s.min())) - dt_s
-    grid = np.arange(start, float(times_s.max()) + 2 * dt_s, dt_s)
-    box = np.zeros_like(grid)
-    for onset, duration in zip(events["onset"], events["duration"], strict=True):
-        box[(grid >= onset) & (grid < onset + duration)] = 1.0
-    response = np.convolve(box, hrf)[: grid.size]
-    single = np.convolve(np.ones(int(round(events["duration"].iloc[0] / dt_s))), hrf)
-    return np.interp(times_s, grid, response / single.max())
-
-
-def framewise_displacement(motion: np.ndarray, *, radius_mm: float = FD_RADIUS_MM) -> np.ndarray:
-    """Power framewise displacement (mm) of (T, 6) motion (mm, degrees); first entry 0."""
-    delta = np.abs(np.diff(motion, axis=0))
-    fd = delta[:, :3].sum(axis=1) + radius_mm * np.deg2rad(delta[:, 3:]).sum(axis=1)
-    return np.r_[0.0, fd]
-
-
-def _head_motion(rng, *, n_volumes, task_boxcar, max_translation_mm, max_rotation_deg):
-    """Smooth bounded random walk plus a small task-locked component, (T, 6)."""
-    bounds = np.r_[np.full(3, max_translation_mm), np.full(3, max_rotation_deg)]
-    task_weight = np.array([0.05, 0.1, 0.2, 0.2, 0.05, 0.05])  # mostly nodding (tz, rx)
-    task = ndimage.gaussian_filter1d(task_boxcar.astype(float), 1.0, mode="nearest")
-    motion = np.zeros((n_volumes, 6))
-    for j in range(6):
-        walk = ndimage.gaussian_filter1d(np.cumsum(rng.normal(size=n_volumes)), 2.0,
-                                         mode="nearest")
-        walk -= walk[0]
-        walk *= rng.uniform(0.3, 0.9) / max(np.abs(walk).max(), 1e-12)
-        component = walk + task_weight[j] * rng.choice([-1.0, 1.0]) * (task - task[0])
-        component /= max(np.abs(component).max(), 1.0)
-        motion[:, j] = bounds[j] * component
-    return motion
-
-
-def _drift(rng, times_s, drift_percent):
-    """Multiplicative drift: linear + one cosine of period 150-400 s, peak-to-peak %."""
-    span = max(float(np.ptp(times_s)), 1e-9)
-    centred = (times_s - times_s.mean()) / span
-    period = rng.uniform(150.0, 400.0)
-    shape = rng.normal() * centred + rng.normal() * np.cos(
-        2 * np.pi * times_s / period + rng.uniform(0, 2 * np.pi))
-    shape -= shape.mean()
-    shape /= max(float(np.ptp(shape)), 1e-12)
-    return 1.0 + drift_percent / 100.0 * shape
-
 
 def _lesion_fraction(lesion, session_from_bold, shape, affine, voxel_mm):
     """Lesion partial-volume fraction on the BOLD grid (resampled via world mm)."""
@@ -187,32 +128,6 @@ def _lesion_fraction(lesion, session_from_bold, shape, affine, voxel_mm):
     return pull([data], lesion.affine, lambda xyz: apply_affine(session_from_bold, xyz),
                 shape, affine, order=1)[0]
 
-
-def _mover(volume, affine, *, order):
-    """Function ``motion_matrix -> volume`` as seen after the head moved (scanner mm).
-
-    ``order`` 1: trilinear; 3: cubic B-spline from coefficients computed once.
-    Trilinear interpolation blurs the moved volume by an amount that depends on
-    the sub-voxel shift (none at whole-voxel shifts, most at half-voxel ones): a
-    motion-locked change of the image that no rigid realignment can undo and
-    that a moving head does not produce (the scanner samples the moved object).
-    """
-    coefficients = (ndimage.spline_filter(volume, order=order, mode="mirror") if order > 1
-                    else volume)
-    empty = not volume.any()
-
-    def moved(motion_matrix):
-        if empty or np.allclose(motion_matrix, np.eye(4)):
-            return volume
-        vox = np.linalg.inv(affine) @ np.linalg.inv(motion_matrix) @ affine
-        if order == 1:
-            return ndimage.affine_transform(volume, vox[:3, :3], offset=vox[:3, 3], order=1,
-                                            mode="constant", cval=0.0)
-        return ndimage.affine_transform(coefficients, vox[:3, :3], offset=vox[:3, 3],
-                                        order=order, mode="mirror", prefilter=False,
-                                        output=np.float32)
-
-    return moved
 
 
 def simulate_bold(
@@ -271,7 +186,8 @@ def simulate_bold(
         How the moved volumes are sampled. ``"cubic"`` (B-spline) is closer to
         sampling the moved head; ``"linear"`` (trilinear, the original phantom)
         adds a blur that varies with the sub-voxel shift, i.e. a motion-locked
-        intensity change beyond the rigid motion (see ``_mover``).
+        intensity change beyond the rigid motion (see
+        :func:`~pipeline.simulate.bold_motion.head_mover`).
 
     Returns
     -------
@@ -371,15 +287,15 @@ def simulate_bold(
     for onset, duration in zip(events["onset"], events["duration"], strict=True):
         boxcar[(volume_times >= onset) & (volume_times < onset + duration)] = 1.0
 
-    drift = _drift(rng, volume_times, drift_percent)
-    motion = _head_motion(rng, n_volumes=n_volumes, task_boxcar=boxcar,
+    drift = slow_drift(rng, volume_times, drift_percent)
+    motion = head_motion(rng, n_volumes=n_volumes, task_boxcar=boxcar,
                           max_translation_mm=max_translation_mm,
                           max_rotation_deg=max_rotation_deg)
 
     order = 3 if motion_interpolation == "cubic" else 1
-    move_baseline = _mover(baseline, affine, order=order)
-    move_psc = _mover(baseline * psc / 100.0, affine, order=order)
-    move_excess = _mover(excess, affine, order=order)
+    move_baseline = head_mover(baseline, affine, order=order)
+    move_psc = head_mover(baseline * psc / 100.0, affine, order=order)
+    move_excess = head_mover(excess, affine, order=order)
     data = np.empty((*shape, n_volumes), dtype=np.float32)
     noise = np.zeros(shape, dtype=np.float32)
     innovation_sd = np.float32(np.sqrt(1 - AR1_RHO**2))
