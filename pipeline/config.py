@@ -67,6 +67,12 @@ def add_schema_option(parser, section: str, key: str, *, flag: str | None = None
     return parser.add_argument(flag or "--" + key.replace("_", "-"), **options)
 
 
+def add_schema_options(parser, section: str, *keys: str) -> None:
+    """Add ``--<key>`` for each of ``keys`` of ``config[section]`` (:func:`add_schema_option`)."""
+    for key in keys:
+        add_schema_option(parser, section, key)
+
+
 def add_file_options(parser, *items) -> None:
     """Add required path options, each ``(flag, help)``: every option says what it holds."""
     for flag, help_ in items:

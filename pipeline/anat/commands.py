@@ -200,12 +200,7 @@ def _cmd_thickness(args) -> None:
 
 def register(command) -> None:
     from pipeline.config import add_file_options as files
-    from pipeline.config import add_schema_option, add_threads_option
-
-    def anat(p, *keys):
-        """``--<key>`` of each ``anat.<key>`` (schema default and description)."""
-        for key in keys:
-            add_schema_option(p, "anat", key)
+    from pipeline.config import add_schema_option, add_schema_options, add_threads_option
 
     p = command("anat-preproc", _cmd_preproc,
                 "T1w: RAS, N4, affine template brain mask (manual lesion ROI masked)")
@@ -218,7 +213,7 @@ def register(command) -> None:
                    "storage orientation), optional: excluded from the template registration")
     add_schema_option(p, "lesion", "manual_threshold")
     add_schema_option(p, "lesion", "manual_labels")
-    anat(p, "registration_voxel_mm", "n4_shrink_factor", "max_voxel_mm")
+    add_schema_options(p, "anat", "registration_voxel_mm", "n4_shrink_factor", "max_voxel_mm")
     add_threads_option(p)
 
     p = command("anat-register", _cmd_register,
@@ -236,7 +231,7 @@ def register(command) -> None:
     p.add_argument("--baseline-mask", help="follow-up sessions: the baseline brain mask")
     p.add_argument("--baseline-mni-to-t1w", help="follow-up sessions: the baseline MNI -> T1w")
     p.add_argument("--baseline-t1w-to-mni", help="follow-up sessions: the baseline T1w -> MNI")
-    anat(p, "registration_voxel_mm", "syn_iterations", "lesion_fill")
+    add_schema_options(p, "anat", "registration_voxel_mm", "syn_iterations", "lesion_fill")
     add_schema_option(p, "anat", "template_mask_dilation_mm", flag="--mask-dilation-mm")
     add_threads_option(p)
 
@@ -248,7 +243,7 @@ def register(command) -> None:
           ("--out-probseg", "tissue probabilities (4D)"), ("--out-metrics", "metrics JSON"),
           ("--out-figure", "segmentation figure (PNG)"))
     p.add_argument("--lesion-mask", help="lesion mask (T1w space), optional")
-    anat(p, "prior_weight", "mrf_weight")
+    add_schema_options(p, "anat", "prior_weight", "mrf_weight")
     add_threads_option(p)
 
     p = command("anat-thickness", _cmd_thickness,

@@ -197,7 +197,7 @@ def _cmd_glm(args) -> None:
 
 def register(command) -> None:
     from pipeline.config import add_file_options as files
-    from pipeline.config import add_schema_option, add_threads_option
+    from pipeline.config import add_schema_option, add_schema_options, add_threads_option
 
     p = command("func-preproc", _cmd_preproc,
                 "BOLD checks, dummy scans, motion + slice-timing correction, FD/DVARS, QC figures")
@@ -242,9 +242,8 @@ def register(command) -> None:
                    help="NAME=nilearn contrast expression (config func.contrasts); repeatable")
     p.add_argument("--out-zmap", action="append", required=True,
                    help="NAME=path of the z-map of contrast NAME (BOLD grid); repeatable")
-    for key in ("hrf_model", "high_pass_hz", "smoothing_fwhm_mm", "noise_model", "z_threshold",
-                "atlas_min_fraction", "lesion_min_fraction"):
-        add_schema_option(p, "func", key)
+    add_schema_options(p, "func", "hrf_model", "high_pass_hz", "smoothing_fwhm_mm", "noise_model",
+                       "z_threshold", "atlas_min_fraction", "lesion_min_fraction")
     add_schema_option(p, "func", "motion_regressors", type=str, choices=("6", "24"),
                       default=str(schema_default_func("motion_regressors")))
     add_schema_option(p, "func", "spike_regressors")
