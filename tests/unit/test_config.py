@@ -134,3 +134,17 @@ def test_every_command_option_has_help():
     missing = [f"{name} {a.option_strings[0]}" for name, parser in sub.choices.items()
                for a in parser._actions if a.option_strings and a.dest != "help" and not a.help]
     assert not missing, missing
+
+
+def test_threads_option_is_the_same_in_every_command():
+    """``--threads`` (pipeline.config.add_threads_option): an int, 1 unless the rule says."""
+    import argparse
+
+    from pipeline.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    threads = {name: a for name, parser in sub.choices.items() for a in parser._actions
+               if "--threads" in a.option_strings}
+    assert {"anat-preproc", "lesion-segment", "func-glm"} <= set(threads)
+    assert {name: (a.type, a.default) for name, a in threads.items()} == \
+        {name: (int, 1) for name in threads}
