@@ -50,7 +50,7 @@ def add_schema_option(parser, section: str, key: str, *, flag: str | None = None
     kinds = kind if isinstance(kind, list) else [kind]
     options: dict = {"default": entry.get("default"),
                      "help": " ".join(str(entry.get("description", "")).split())
-                     + f" (config {section}.{key})"}
+                     .replace("%", "%%") + f" (config {section}.{key})"}
     if "enum" in entry:
         options["choices"] = entry["enum"]
     if "boolean" in kinds:

@@ -143,11 +143,10 @@ def _cmd_dwi_regions(args) -> None:
 
 def register(command) -> None:
     from pipeline.config import add_file_options as files
-    from pipeline.config import add_schema_option
+    from pipeline.config import add_schema_option, add_schema_options, add_threads_option
 
     def dwi(p, *keys):
-        for key in keys:
-            add_schema_option(p, "dwi", key)
+        add_schema_options(p, "dwi", *keys)
 
     p = command("dwi-preproc", _cmd_dwi_preproc,
                 "DWI denoising, motion/eddy correction, tensor fit and QC")
@@ -165,7 +164,7 @@ def register(command) -> None:
     dwi(p, "denoise", "denoise_patch_radius", "rician_correction", "gibbs", "motion_correction",
         "motion_iterations", "motion_shrink_factors", "tensor_fit", "outlier_slice_z",
         "outlier_displacement_mm", "exclude_outlier_volumes", "dti_max_b")
-    p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")
+    add_threads_option(p)
 
     p = command("dwi-regions", _cmd_dwi_regions,
                 "DWI -> T1w registration; CST, PLIC, NAWM and lesion FA/MD")
@@ -179,4 +178,4 @@ def register(command) -> None:
     p.add_argument("--lesion", help="T1w-space lesion mask")
     dwi(p, "wm_fraction_min", "region_fraction_min", "lesion_dilation_mm")
     add_schema_option(p, "dwi", "region_statistic", flag="--statistic")
-    p.add_argument("--threads", type=int, default=1, help="ITK/BLAS threads")
+    add_threads_option(p)

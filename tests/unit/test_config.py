@@ -134,6 +134,9 @@ def test_every_command_option_has_help():
     missing = [f"{name} {a.option_strings[0]}" for name, parser in sub.choices.items()
                for a in parser._actions if a.option_strings and a.dest != "help" and not a.help]
     assert not missing, missing
+    # and every --help renders (a bare % in a schema description broke dwi-preproc's)
+    for name, parser in sub.choices.items():
+        assert "--" in parser.format_help(), name
 
 
 def test_threads_option_is_the_same_in_every_command():
@@ -145,6 +148,6 @@ def test_threads_option_is_the_same_in_every_command():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     threads = {name: a for name, parser in sub.choices.items() for a in parser._actions
                if "--threads" in a.option_strings}
-    assert {"anat-preproc", "lesion-segment", "func-glm"} <= set(threads)
+    assert {"anat-preproc", "lesion-segment", "func-glm", "dwi-preproc", "dwi-regions"} <= set(threads)
     assert {name: (a.type, a.default) for name, a in threads.items()} == \
         {name: (int, 1) for name in threads}
