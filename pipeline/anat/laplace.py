@@ -37,6 +37,8 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import linalg as splinalg
 
+from pipeline.progress import step
+
 log = logging.getLogger(__name__)
 
 _AXES = 3
@@ -271,7 +273,8 @@ def laplace_thickness(gm: np.ndarray, wm: np.ndarray, spacing, *,
     gm = np.pad(np.asarray(gm, bool), pad) & ~wm
     outside = ~(gm | wm)
     if sulcal_jump_mm:
-        sulci = sulcal_skeleton(gm, wm, spacing, jump_mm=sulcal_jump_mm)
+        with step("thickness: sulcal skeleton", logger=log):
+            sulci = sulcal_skeleton(gm, wm, spacing, jump_mm=sulcal_jump_mm)
         gm &= ~sulci
         outside |= sulci
     # grey-matter components that touch both surfaces; others have no thickness
@@ -284,7 +287,9 @@ def laplace_thickness(gm: np.ndarray, wm: np.ndarray, spacing, *,
     if not gm.any():
         crop = thick[2:-2, 2:-2, 2:-2]
         return (crop, np.zeros_like(crop)) if return_depth else crop
-    u = _solve_potential(gm, outside, spacing, tol=1e-6)
+    with step(f"thickness: Laplace potential over {int(gm.sum())} grey-matter voxels",
+              logger=log):
+        u = _solve_potential(gm, outside, spacing, tol=1e-6)
     idx = np.flatnonzero(gm)
     strides = _neighbours(gm.shape)
     flat = u.ravel()
@@ -293,8 +298,9 @@ def laplace_thickness(gm: np.ndarray, wm: np.ndarray, spacing, *,
     del flat
     norm = np.linalg.norm(tangent, axis=0)
     tangent = tangent / np.maximum(norm, 1e-12)
-    l0 = _path_length(idx, tangent, u, wm.ravel(), spacing, +1)
-    l1 = _path_length(idx, tangent, u, outside.ravel(), spacing, -1)
+    with step("thickness: path lengths to both surfaces", logger=log):
+        l0 = _path_length(idx, tangent, u, wm.ravel(), spacing, +1)
+        l1 = _path_length(idx, tangent, u, outside.ravel(), spacing, -1)
     del u
     values = l0 + l1
     ok = np.isfinite(values) & (norm > 1e-9) & (values > 0)

@@ -11,6 +11,7 @@ from scipy import ndimage
 from pipeline.lesion.preprocess import FlairToT1w, flair_to_t1w, lesion_masked_n4
 from pipeline.lesion.segment import LesionSegmentation, segment_lesion
 from pipeline.orientation import check_same_grid
+from pipeline.progress import step
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +51,21 @@ def automatic_lesion(t1w_raw: nib.Nifti1Image, t1w_preproc: nib.Nifti1Image,
         when there was a second pass) and the registration.
     """
     check_same_grid(t1w_preproc, t1w_raw=t1w_raw, brain_mask=brain_mask)
-    reg = flair_to_t1w(flair, t1w_preproc, n4_shrink_factor=n4_shrink_factor,
-                       registration_voxel_mm=registration_voxel_mm)
-    seg = segment_lesion(t1w_preproc, reg.flair_t1w, brain_mask, t1w_to_mni, **options)
+    with step("lesion: FLAIR N4 and registration to the T1w", logger=log):
+        reg = flair_to_t1w(flair, t1w_preproc, n4_shrink_factor=n4_shrink_factor,
+                           registration_voxel_mm=registration_voxel_mm)
+    with step("lesion: segmentation, pass 1", logger=log):
+        seg = segment_lesion(t1w_preproc, reg.flair_t1w, brain_mask, t1w_to_mni, **options)
     voxel_ml = abs(np.linalg.det(t1w_preproc.affine[:3, :3])) / 1000
     if seg.mask.sum() * voxel_ml <= two_pass_min_ml:
         return seg, reg
     voxel_mm = float(np.mean(np.abs(np.linalg.svd(t1w_preproc.affine[:3, :3])[1])))
     exclude = ndimage.binary_dilation(seg.mask, iterations=max(1, round(exclusion_mm / voxel_mm)))
-    flair2 = lesion_masked_n4(reg.raw_t1w, exclude, shrink_factor=n4_shrink_factor)
-    t1w2 = lesion_masked_n4(t1w_raw, exclude, shrink_factor=n4_shrink_factor)
-    seg2 = segment_lesion(t1w2, flair2, brain_mask, t1w_to_mni, **options)
+    with step("lesion: lesion-masked N4 of FLAIR and T1w", logger=log):
+        flair2 = lesion_masked_n4(reg.raw_t1w, exclude, shrink_factor=n4_shrink_factor)
+        t1w2 = lesion_masked_n4(t1w_raw, exclude, shrink_factor=n4_shrink_factor)
+    with step("lesion: segmentation, pass 2", logger=log):
+        seg2 = segment_lesion(t1w2, flair2, brain_mask, t1w_to_mni, **options)
     log.info("lesion-masked N4, pass 2: %.2f mL (pass 1: %.2f mL)",
              seg2.mask.sum() * voxel_ml, seg.mask.sum() * voxel_ml)
     reg.flair_t1w = flair2

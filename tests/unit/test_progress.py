@@ -26,3 +26,21 @@ def test_loop_logs_only_when_due_and_at_the_end(caplog, monkeypatch):
     # due at 4 s and 8 s, and the last item (10 s)
     assert messages == ["realign: 4/10 (4 s elapsed)", "realign: 8/10 (8 s elapsed)",
                         "realign: 10/10 (10 s elapsed)"]
+
+
+def test_thickness_logs_its_long_steps(caplog):
+    """The Laplace thickness (minutes on a 1 mm brain) says which step runs."""
+    import numpy as np
+
+    from pipeline.anat.laplace import laplace_thickness
+
+    grid = np.indices((24, 24, 24)).astype(float) - 11.5
+    radius = np.sqrt((grid**2).sum(axis=0))
+    wm, gm = radius < 6, (radius >= 6) & (radius < 9)
+    with caplog.at_level(logging.INFO, logger="pipeline.anat.laplace"):
+        thickness = laplace_thickness(gm, wm, (1.0, 1.0, 1.0))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("thickness: Laplace potential over") and m.endswith("...")
+               for m in messages), messages
+    assert any(m.startswith("thickness: path lengths to both surfaces done (") for m in messages)
+    assert 2.0 < np.median(thickness[gm & (thickness > 0)]) < 4.0  # a 3 mm shell
