@@ -130,11 +130,16 @@ def read_gradients(bval_path, bvec_path, n_volumes: int, dwi_path=None):
     return bvals, bvecs.T
 
 
+def shell_of(bvals, *, tolerance: float = 100.0) -> np.ndarray:
+    """Each volume's shell: its b-value rounded to ``tolerance`` (s/mm2), 0 for b=0
+    volumes (b <= ``B0_THRESHOLD``); a b=1505 of a nominal 1500 shell is 1500."""
+    bvals = np.asarray(bvals, dtype=float)
+    return np.where(bvals <= B0_THRESHOLD, 0.0, np.round(bvals / tolerance) * tolerance)
+
+
 def shells(bvals, *, tolerance: float = 100.0) -> list[int]:
-    """Distinct b-values (rounded to ``tolerance``), b=0 included."""
-    rounded = np.where(np.asarray(bvals) <= B0_THRESHOLD, 0,
-                       np.round(np.asarray(bvals) / tolerance) * tolerance)
-    return sorted(int(b) for b in np.unique(rounded))
+    """Distinct b-values (rounded to ``tolerance``, :func:`shell_of`), b=0 included."""
+    return sorted(int(b) for b in np.unique(shell_of(bvals, tolerance=tolerance)))
 
 
 def check_dwi(dwi_path, bval_path, bvec_path):

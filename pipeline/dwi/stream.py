@@ -19,7 +19,7 @@ from scipy import ndimage
 from pipeline.dwi import preprocess as pp
 from pipeline.dwi.gradients import MIN_DIRECTIONS, DwiInput
 from pipeline.dwi.tensor import MD_UNIT_SCALE, TensorMaps, fit_tensor, outlier_slices
-from pipeline.validate import B0_THRESHOLD, shells
+from pipeline.validate import shell_of, shells
 
 logger = logging.getLogger(__name__)
 
@@ -113,14 +113,13 @@ class PreprocResult:
 def tensor_volumes(bvals: np.ndarray, max_b: float) -> tuple[np.ndarray, bool]:
     """The volumes the tensor is fitted on: b=0 and every shell at or below ``max_b``.
 
-    Shells are rounded to 100 s/mm2 (:func:`pipeline.validate.shells`), so a b=1505 of a
-    nominal 1500 shell counts as 1500. When no diffusion-weighted volume is at or below
-    ``max_b``, every volume is used and the second value is True (the caller warns).
+    Shells are rounded to 100 s/mm2 (:func:`pipeline.validate.shell_of`), so a b=1505
+    of a nominal 1500 shell counts as 1500. When no diffusion-weighted volume is at or
+    below ``max_b``, every volume is used and the second value is True (the caller warns).
     """
-    bvals = np.asarray(bvals, dtype=float)
-    is_b0 = bvals <= B0_THRESHOLD
-    rounded = np.round(bvals / 100.0) * 100.0
-    low = ~is_b0 & (rounded <= max_b)
+    shell = shell_of(bvals)
+    is_b0 = shell == 0
+    low = ~is_b0 & (shell <= max_b)
     if low.any():
         return is_b0 | low, False
     logger.warning("every diffusion-weighted shell (%s s/mm2) is above dwi.dti_max_b = %g: the "
