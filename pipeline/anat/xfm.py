@@ -61,36 +61,24 @@ def write_displacement_h5(field, out) -> None:
         space the transform pulls back from.
     out : path
         ``.h5`` file, readable by ``ants.apply_transforms`` and antsApplyTransforms.
+        Written to a temporary ``.h5`` beside it, then renamed (atomic).
 
     Notes
     -----
-    Layout of ITK's HDF5TransformIO: ``/TransformGroup/0`` holds the
-    ``CompositeTransform``, ``/TransformGroup/1`` one
-    ``DisplacementFieldTransform`` whose fixed parameters are the field's
-    size, origin, spacing and direction (18 numbers) and whose parameters are
-    the vectors, components fastest, then x, y, z.
+    ``ants.write_transform`` cannot write the ``DisplacementFieldTransform``
+    of ``ants.transform_from_displacement_field`` itself (antspyx 0.6.3 has no
+    binding for its type); wrapped by ``ants.compose_ants_transforms`` it is
+    written by ITK's HDF5TransformIO (chosen by the ``.h5`` ending) as
+    ``/TransformGroup/0`` ``CompositeTransform_double_3_3`` and
+    ``/TransformGroup/1`` ``DisplacementFieldTransform_double_3_3``, whose
+    fixed parameters are the field's size, origin, spacing and direction.
     """
-    import h5py
+    import ants
 
-    arr = np.asarray(field.numpy(), dtype=np.float32)
-    params = np.moveaxis(arr, -1, 0).ravel(order="F")
-    fixed = np.concatenate([np.asarray(field.shape, float), np.asarray(field.origin, float),
-                            np.asarray(field.spacing, float),
-                            np.asarray(field.direction, float).ravel()])
-    ascii_ = h5py.string_dtype(encoding="ascii")
+    transform = ants.compose_ants_transforms([ants.transform_from_displacement_field(field)])
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(out).with_name(f".{Path(out).name}.tmp")
-    with h5py.File(tmp, "w") as h5:
-        group = h5.create_group("TransformGroup")
-        group.create_group("0").create_dataset(
-            "TransformType", data=np.array([b"CompositeTransform_float_3_3"], dtype=object),
-            dtype=ascii_)
-        disp = group.create_group("1")
-        disp.create_dataset(
-            "TransformType",
-            data=np.array([b"DisplacementFieldTransform_float_3_3"], dtype=object), dtype=ascii_)
-        disp.create_dataset("TransformFixedParameters", data=fixed)
-        disp.create_dataset("TransformParameters", data=params)
+    tmp = Path(out).with_name(f".{Path(out).name}.tmp.h5")
+    ants.write_transform(transform, str(tmp))
     tmp.replace(out)
 
 
