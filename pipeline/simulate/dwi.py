@@ -2,10 +2,10 @@
 
 Tissue fractions and corticospinal-tract (CST) probabilities are pulled from
 template space into the DWI grid (see :mod:`pipeline.simulate.space`). Every
-voxel is a partial-volume mixture of compartments k (CSF, GM, WM, and GM / WM
-inside the lesion), each with a cylindrically symmetric tensor D_k:
-
-    S(b, g) = sum_k f_k * S0_k * exp(-b * g^T D_k g)
+voxel is a partial-volume mixture of compartments (CSF, GM, WM, and GM / WM
+inside the lesion), each with a cylindrically symmetric tensor; the tissue
+values, fibre directions and compartments are in
+:mod:`pipeline.simulate.dwi_tissue`, which this module re-exports.
 
 Head motion moves the whole head between volumes while the gradient stays
 fixed in the scanner: each volume is computed with the gradient expressed in
@@ -31,13 +31,30 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
+from pipeline.simulate.dwi_tissue import (
+    BRAIN_CENTRE_TEMPLATE,
+    FA_CST,
+    FA_GM,
+    FA_WM_AMPLITUDE,
+    FA_WM_MEAN,
+    JACOBIAN_STEP_MM,
+    LESION_EFFECT,
+    MD_CSF,
+    MD_GM,
+    MD_WM,
+    MIN_FRACTION,
+    S0_RELATIVE,
+    directions_to_scanner,
+    lesion_fraction,
+    template_directions,
+    tissue_compartments,
+    white_matter_fa,
+)
 from pipeline.simulate.layers import TemplateLayers
 from pipeline.simulate.motion import move_head
 from pipeline.simulate.space import (
     SessionMap,
-    apply_affine,
     grid_for_fov,
     pull,
     rigid_matrix,
@@ -45,40 +62,23 @@ from pipeline.simulate.space import (
 )
 from pipeline.simulate.tensor import (
     adc_signal,
-    eigenvalues_for,
     fit_single_tensor,
     fractional_anisotropy,
     gradient_scheme,
 )
 from pipeline.templates import ATLAS_THRESHOLD
 
+__all__ = [
+    "BRAIN_CENTRE_TEMPLATE", "FA_CST", "FA_GM", "FA_WM_AMPLITUDE", "FA_WM_MEAN",
+    "JACOBIAN_STEP_MM", "LESION_EFFECT", "MD_CSF", "MD_GM", "MD_WM", "MIN_FRACTION",
+    "MOTION_SPLINE_ORDER", "S0_RELATIVE", "SIDECAR", "WM_SIGNAL_B0", "DwiResult",
+    "random_motion", "simulate_dwi",
+]
+
 logger = logging.getLogger(__name__)
 
-MD_CSF = 3.0e-3
-"""Isotropic diffusivity of CSF (mm^2/s, free water at 37 C)."""
-MD_GM, FA_GM = 0.8e-3, 0.15
-MD_WM = 0.7e-3
-FA_WM_MEAN, FA_WM_AMPLITUDE = 0.50, 0.05
-"""General white matter: FA = 0.50 +/- 0.05 in a smooth template-space pattern."""
-FA_CST = 0.70
-"""Nominal (healthy) FA of white matter in the CST (probability > 0.25)."""
-S0_RELATIVE = {"wm": 1.0, "gm": 1.3, "csf": 3.5}
-"""b=0 signal (proton density x exp(-TE/T2) at TE 80 ms) relative to WM."""
-LESION_EFFECT = {
-    # days 1-10: cytotoxic oedema restricts diffusion (ADC about 0.6 of normal, below the
-    # 620e-6 mm2/s clinical core threshold) while T2 rises: DWI-bright, ADC-dark
-    "subacute": {"fa": 0.6, "md": 0.6, "s0_towards_csf": 0.1},
-    "chronic": {"fa": 0.5, "md": 1.6, "s0_towards_csf": 0.5},
-}
-"""Lesioned tissue: FA and MD factors of the underlying tissue, and the fraction
-of the way its S0 moves towards the CSF value (oedema, then cavitation)."""
-MIN_FRACTION = 0.02
-"""Tissue fractions below this are set to 0: the template maps are 8-bit, so
-"pure" white matter carries 1-3/255 of GM and CSF, and CSF's high S0 and
-diffusivity would make even that floor lower the apparent FA."""
 WM_SIGNAL_B0 = 1000.0
 """Image value of pure white matter at b=0."""
-BRAIN_CENTRE_TEMPLATE = np.array([0.0, -18.0, 18.0])
 MOTION_SPLINE_ORDER = 3
 """Spline order of the resampling that moves the head between volumes. A scanner
 samples the moved head without blurring it (an MR image is band-limited, and a
@@ -86,9 +86,6 @@ band-limited image moves exactly by sinc interpolation); a cubic B-spline is
 close to that. Trilinear resampling low-pass filtered every moved volume by a
 different sub-voxel amount and lowered the CST FA by about 0.02 at 2 mm, a
 loss no preprocessing can undo."""
-JACOBIAN_STEP_MM = 6.0
-"""Half-width of the central differences of the Jacobian (half the 12 mm
-control spacing of the subject warp, so directions vary smoothly)."""
 SIDECAR = {
     "PhaseEncodingDirection": "j-",
     "TotalReadoutTime": 0.05,
@@ -162,60 +159,6 @@ def random_motion(rng: np.random.Generator, n_volumes: int, *, max_translation_m
     bounds = np.array([max_translation_mm] * 3 + [max_rotation_deg] * 3, dtype=float)
     scale = np.divide(bounds * amplitude, peak, out=np.zeros(6), where=peak > 0)
     return walk * scale
-
-
-def _smoothstep(x, lo, hi):
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _template_directions(xyz_t: np.ndarray, cst_probability: np.ndarray):
-    """Principal directions in template space: (WM, GM), each (N, 3), unit.
-
-    WM: superior-inferior in the CST (weight 1 at probability >= 0.25),
-    left-right in the corpus callosum (|x| < 12 mm, 0 < z < 35 mm, 4 mm soft
-    edges), anterior-posterior elsewhere, blended by these weights. GM: radial
-    from the brain centre.
-    """
-    x, z = xyz_t[:, 0], xyz_t[:, 2]
-    w_cst = _smoothstep(cst_probability, 0.05, ATLAS_THRESHOLD)
-    w_cc = (_smoothstep(12.0 - np.abs(x), -2.0, 2.0) * _smoothstep(z, -2.0, 2.0)
-            * _smoothstep(35.0 - z, -2.0, 2.0))
-    w_ap = 1.0 - np.maximum(w_cst, w_cc)
-    wm = np.stack([w_cc, w_ap, w_cst], axis=1)
-    gm = xyz_t - BRAIN_CENTRE_TEMPLATE
-    gm[np.linalg.norm(gm, axis=1) < 1e-6] = (0.0, 0.0, 1.0)
-    return wm, gm
-
-
-def _to_scanner(mapping, xyz: np.ndarray, directions_t, step_mm: float):
-    """Map template tangent directions to scanner ones, v_s = J^-1 v_t (unit).
-
-    J is the Jacobian of ``mapping`` (scanner mm -> template mm), by central
-    differences with ``step_mm``, so directions follow the subject's anatomy
-    (scale, rotation and nonlinear warp) and the session's head pose.
-    """
-    jac = np.empty((len(xyz), 3, 3))
-    for axis in range(3):
-        delta = np.zeros(3)
-        delta[axis] = step_mm
-        jac[:, :, axis] = (mapping(xyz + delta) - mapping(xyz - delta)) / (2.0 * step_mm)
-    out = []
-    for v_t in directions_t:
-        v_s = np.linalg.solve(jac, v_t[:, :, None])[:, :, 0]
-        out.append(v_s / np.linalg.norm(v_s, axis=1, keepdims=True))
-    return out
-
-
-def _lesion_fraction(lesion: nib.Nifti1Image, pose, shape, affine, voxel_mm) -> np.ndarray:
-    """Lesion mask (structural grid) as a fraction on the DWI grid."""
-    data = np.asarray(lesion.dataobj, dtype=np.float32)
-    ratio = voxel_mm / np.sqrt((lesion.affine[:3, :3] ** 2).sum(axis=0))
-    sigma = np.where(ratio > 1, ratio / np.sqrt(12.0), 0.0)  # box average of a DWI voxel
-    if np.any(sigma > 0):
-        data = ndimage.gaussian_filter(data, sigma)
-    moved = pull([data], lesion.affine, lambda xyz: apply_affine(pose, xyz), shape, affine)[0]
-    return np.clip(moved, 0.0, 1.0)
 
 
 def _rician(rng, signal, sigma):
@@ -299,7 +242,8 @@ def simulate_dwi(
     the lesion fraction L, the GM and WM tensors with FA and MD scaled
     (subacute x0.6 / x1.1, chronic x0.5 / x1.6) and S0 raised towards CSF.
     Fibre directions are defined in template space and mapped to the scanner
-    by the inverse Jacobian of the map (see :func:`_to_scanner`).
+    by the inverse Jacobian of the map (see
+    :func:`~pipeline.simulate.dwi_tissue.directions_to_scanner`).
 
     The ``fa`` / ``md`` / ``v1`` truth maps are those of the single tensor
     that best fits the voxel's noiseless, motion-free signal on this protocol
@@ -334,7 +278,7 @@ def simulate_dwi(
     )
     les3 = np.zeros(shape, np.float32)
     if lesion is not None:
-        les3 = _lesion_fraction(lesion, pose, shape, affine, voxel_mm)
+        les3 = lesion_fraction(lesion, pose, shape, affine, voxel_mm)
     for fraction in (gm3, wm3, csf3):
         fraction[fraction < MIN_FRACTION] = 0.0
     brain = (gm3 + wm3 + csf3) > 0
@@ -344,35 +288,17 @@ def simulate_dwi(
     xyz_t = dwi_map(xyz)
 
     # White-matter FA: smooth pattern, CST value in CST (ipsilesional changed).
-    fa_wm = FA_WM_MEAN + FA_WM_AMPLITUDE * (np.cos(2 * np.pi * xyz_t[:, 0] / 70.0)
-                                            * np.cos(2 * np.pi * xyz_t[:, 1] / 90.0)
-                                            * np.cos(2 * np.pi * xyz_t[:, 2] / 60.0))
     in_ipsi = (ipsi_p > ATLAS_THRESHOLD) & (ipsi_p >= contra_p)
     in_contra = (contra_p > ATLAS_THRESHOLD) & (contra_p > ipsi_p)
-    fa_wm[in_contra] = FA_CST
-    fa_wm[in_ipsi] = FA_CST + cst_fa_change
-    if np.any(fa_wm < 0) or np.any(fa_wm >= 1):
-        raise ValueError("cst_fa_change puts the CST FA outside [0, 1)")
+    fa_wm = white_matter_fa(xyz_t, in_ipsi, in_contra, cst_fa_change)
 
-    v_wm_t, v_gm_t = _template_directions(xyz_t, np.maximum(ipsi_p, contra_p))
-    v_wm, v_gm = _to_scanner(dwi_map, xyz, (v_wm_t, v_gm_t), step_mm=JACOBIAN_STEP_MM)
+    v_wm_t, v_gm_t = template_directions(xyz_t, np.maximum(ipsi_p, contra_p))
+    v_wm, v_gm = directions_to_scanner(dwi_map, xyz, (v_wm_t, v_gm_t), step_mm=JACOBIAN_STEP_MM)
 
     # Compartments: (fraction, S0, eigenvalues (N, 3), direction (N, 3)).
-    ev_gm = np.broadcast_to(eigenvalues_for(FA_GM, MD_GM), (len(gm), 3))
-    ev_wm = eigenvalues_for(fa_wm, MD_WM)
-    compartments = [
-        (csf, S0_RELATIVE["csf"], np.full((len(gm), 3), MD_CSF), v_wm),
-        (gm * (1 - les), S0_RELATIVE["gm"], ev_gm, v_gm),
-        (wm * (1 - les), S0_RELATIVE["wm"], ev_wm, v_wm),
-    ]
-    if lesion is not None:
-        effect = LESION_EFFECT[lesion_stage]
-        for frac, name, ev, v in ((gm, "gm", ev_gm, v_gm), (wm, "wm", ev_wm, v_wm)):
-            fa_l = fractional_anisotropy(ev) * effect["fa"]
-            ev_l = eigenvalues_for(fa_l, ev.mean(axis=1) * effect["md"])
-            s0 = S0_RELATIVE[name] + effect["s0_towards_csf"] * (S0_RELATIVE["csf"]
-                                                                  - S0_RELATIVE[name])
-            compartments.append((frac * les, s0, ev_l, v))
+    compartments, ev_wm = tissue_compartments(
+        csf=csf, gm=gm, wm=wm, les=les, fa_wm=fa_wm, v_wm=v_wm, v_gm=v_gm,
+        lesion_stage=lesion_stage if lesion is not None else None)
 
     # Truth maps: the single tensor fitting the noiseless signal at the volume-0 pose.
     still = np.column_stack([adc_signal(compartments, bvals[i], bvecs[:, i])
