@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -326,8 +327,13 @@ def resample_iso(img: nib.Nifti1Image, voxel_mm: float, *,
     linear = np.asarray(img.affine, float)[:3, :3]
     direction = linear / np.linalg.norm(linear, axis=0)
     img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
-    return resample_img(img, target_affine=direction * float(voxel_mm),
-                        interpolation=interpolation, force_resample=True, copy_header=True)
+    with warnings.catch_warnings():
+        # a 0/1 mask is resampled linearly on purpose (its caller thresholds the partial
+        # volume at 0.5); nilearn's advice to use nearest does not apply
+        warnings.filterwarnings("ignore", message="Resampling binary images with continuous",
+                                category=UserWarning)
+        return resample_img(img, target_affine=direction * float(voxel_mm),
+                            interpolation=interpolation, force_resample=True, copy_header=True)
 
 
 def is_canonical(affine) -> bool:
