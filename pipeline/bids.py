@@ -172,14 +172,20 @@ def _check_optional(files, layout, modalities, problems):
             files["lesion_roi"] = None
     if files["dwi"]:
         stem = files["dwi"].rsplit(".nii", 1)[0]
-        files["bval"], files["bvec"] = stem + ".bval", stem + ".bvec"
+        # pybids applies BIDS inheritance (a dataset-level dwi.bval serves every run);
+        # the run's own name is reported when none is found
+        files["bval"] = _nearest(layout, files["dwi"], suffix="dwi", extension=".bval") \
+            or stem + ".bval"
+        files["bvec"] = _nearest(layout, files["dwi"], suffix="dwi", extension=".bvec") \
+            or stem + ".bvec"
         try:
             validate.check_dwi(files["dwi"], files["bval"], files["bvec"])
             modalities.append("dwi")
         except PipelineInputError as exc:
             problems.append(f"{exc}; DWI skipped")
     if files["bold"]:
-        events = files["bold"].rsplit("_bold.nii", 1)[0] + "_events.tsv"
+        events = _nearest(layout, files["bold"], suffix="events", extension=".tsv") \
+            or files["bold"].rsplit("_bold.nii", 1)[0] + "_events.tsv"
         files["events"] = events
         try:
             files["bold_tr_s"] = validate.check_bold(files["bold"], events,
@@ -187,6 +193,19 @@ def _check_optional(files, layout, modalities, problems):
             modalities.append("bold")
         except PipelineInputError as exc:
             problems.append(f"{exc}; BOLD skipped")
+
+
+def _nearest(layout, path, *, suffix, extension):
+    """The file of ``suffix``/``extension`` that applies to ``path`` under BIDS inheritance.
+
+    ``BIDSLayout.get_nearest`` walks from the file's folder up to the dataset root
+    and keeps only candidates whose entities all match the file's (``strict``), so
+    a dataset-level ``task-motor_events.tsv`` or ``dwi.bval`` is found, a
+    ``run-2`` file never serves ``run-1``, and the closest level wins.
+    """
+    found = layout.get_nearest(path, suffix=suffix, extension=extension, strict=True,
+                               ignore_strict_entities=["extension", "suffix"])
+    return str(found) if found else None
 
 
 def _find_lesion_roi(session_dir: Path, sub, ses, lesion_roi_dir):
