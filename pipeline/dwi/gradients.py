@@ -102,7 +102,7 @@ def rotation_of(linear: np.ndarray) -> np.ndarray:
 
 
 def rotate_bvecs(bvecs_voxel: np.ndarray, rotations_world: np.ndarray,
-                 affine: np.ndarray) -> np.ndarray:
+                 affine: np.ndarray, bvals: np.ndarray | None = None) -> np.ndarray:
     """Express each volume's gradient in the reference head frame.
 
     Parameters
@@ -113,6 +113,10 @@ def rotate_bvecs(bvecs_voxel: np.ndarray, rotations_world: np.ndarray,
         Rotation R_i (world RAS) of the head in volume i relative to the
         reference: a head point at x (reference) sits at R_i x + t_i.
     affine : ndarray, shape (4, 4)
+    bvals : ndarray, shape (n,), optional
+        b-values; volumes at or below ``validate.B0_THRESHOLD`` (and zero
+        vectors) are left as they are. Default: every non-zero vector is
+        diffusion-weighted.
 
     Returns
     -------
@@ -122,11 +126,29 @@ def rotate_bvecs(bvecs_voxel: np.ndarray, rotations_world: np.ndarray,
     Notes
     -----
     Leemans & Jones (2009), MRM 61:1336, "The B-matrix must be rotated when
-    correcting for subject motion in DTI data".
+    correcting for subject motion in DTI data". The rotation itself is dipy's
+    ``reorient_bvecs`` (polar decomposition, inverse rotation applied); this
+    function only carries the world-frame rotations into the voxel frame the
+    gradient table lives in (R_voxel = A^-1 R_world A, A the axis directions).
     """
-    g_world = voxel_to_world(bvecs_voxel, affine)
-    rotated = np.einsum("nji,nj->ni", np.asarray(rotations_world), g_world)
-    return world_to_voxel(rotated, affine)
+    from dipy.core.gradients import gradient_table, reorient_bvecs
+
+    g = np.asarray(bvecs_voxel, dtype=float)
+    weighted = np.linalg.norm(g, axis=1) > 0
+    if bvals is not None:
+        weighted &= np.asarray(bvals, dtype=float) > validate.B0_THRESHOLD
+    out = np.where(weighted[:, None], g, 0.0)
+    if not weighted.any():
+        return out
+    axes = axis_directions(affine)
+    to_voxel = np.linalg.inv(axes) @ np.asarray(rotations_world, dtype=float)[weighted] @ axes
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    unit = np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+    # the table's b-values only tell dipy which rows are weighted (decided above)
+    gtab = gradient_table(np.where(weighted, 1000.0, 0.0), bvecs=unit, b0_threshold=0.0)
+    out[weighted] = reorient_bvecs(gtab, np.moveaxis(to_voxel, 0, -1)).bvecs[weighted] \
+        * norms[weighted]
+    return out
 
 
 def load_dwi(dwi_path, bval_path, bvec_path) -> DwiInput:

@@ -263,7 +263,7 @@ def motion_correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvec
     rotations = np.stack([rotation_of(m[:3, :3]) for m in matrices])
     parameters = np.column_stack([matrices[:, :3, 3],
                                   np.stack([_euler_xyz_deg(r) for r in rotations])])
-    rotated = rotate_bvecs(bvecs, rotations, affine)
+    rotated = rotate_bvecs(bvecs, rotations, affine, bvals)
     rotated[is_b0] = 0.0
     seconds = time.perf_counter() - start
     logger.info("motion correction: %d volumes in %.1f s; max translation %.2f mm, "

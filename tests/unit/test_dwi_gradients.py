@@ -98,3 +98,27 @@ def test_bad_input_is_a_named_error(tmp_path, problem, message):
     dwi, bval, bvec = _write(tmp_path, n=shape_n, bvals=bvals, bvecs=bvecs)
     with pytest.raises(PipelineInputError, match=message):
         load_dwi(dwi, bval, bvec)
+
+
+def test_rotation_matches_the_world_frame_formula_on_oblique_storage():
+    """dipy's reorient_bvecs through the voxel frame gives R_i^T g_i in the world frame
+    (the formula of Leemans & Jones 2009 written out), for an oblique LAS-like affine;
+    b=0 rows and zero vectors stay zero."""
+    rng = np.random.default_rng(3)
+    oblique = np.eye(4)
+    oblique[:3, :3] = rigid_matrix((0, 0, 0), (12.0, -7.0, 25.0))[:3, :3] @ np.diag([-2.0, 2.0, 2.5])
+    n = 9
+    g = rng.normal(size=(n, 3))
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    g[0] = 0.0
+    bvals = np.full(n, 1000.0)
+    bvals[[0, 4]] = 0.0
+    rotations = np.stack([rigid_matrix((0, 0, 0), tuple(rng.uniform(-8, 8, 3)))[:3, :3]
+                          for _ in range(n)])
+    out = rotate_bvecs(g, rotations, oblique, bvals)
+    expected = world_to_voxel(np.einsum("nji,nj->ni", rotations, voxel_to_world(g, oblique)),
+                              oblique)
+    weighted = bvals > 0
+    np.testing.assert_allclose(out[weighted], expected[weighted], atol=1e-10)
+    np.testing.assert_array_equal(out[~weighted], 0.0)
+    assert np.abs(out[weighted] - g[weighted]).max() > 0.05  # the rotations did something
