@@ -32,6 +32,8 @@ T1W_INTENSITY = {"wm": 1.00, "gm": 0.62, "csf": 0.18, "skull": 0.08, "scalp": 0.
                  "lesion_subacute": 0.42, "lesion_core": 0.20, "lesion_rim": 0.50}
 FLAIR_INTENSITY = {"wm": 0.55, "gm": 0.72, "csf": 0.08, "skull": 0.05, "scalp": 0.55,
                    "lesion_subacute": 1.05, "lesion_core": 0.12, "lesion_rim": 1.00}
+MIDLINE_MARGIN_MM = 2.0
+"""Half-width (mm) of the falx: a planted infarct keeps this far from template x = 0."""
 HAND_KNOB_MNI = {"left": (-37.0, -21.0, 58.0), "right": (37.0, -21.0, 58.0)}
 DEFAULT_FOV_MM = (180.0, 216.0, 180.0)
 
@@ -246,14 +248,24 @@ def simulate_structural(
             for z0, z1 in _slabs(shape[2], 16)
         ])
         values = lesion_field(lesion_plan, xyz).reshape(shape, order="F")
-        tissue = (gm + wm) > 0.5
+        # an arterial territory does not cross the midline: the infarct stays in its
+        # hemisphere (template x beyond the falx, MIDLINE_MARGIN_MM); without this a
+        # large deep lesion near the midline spread 40 % into the other hemisphere
+        # while its truth said one side
+        template_x = xyz[:, 0].reshape(shape, order="F")
+        own_side = (template_x < -MIDLINE_MARGIN_MM if lesion_plan.side == "left"
+                    else template_x > MIDLINE_MARGIN_MM)
+        tissue = ((gm + wm) > 0.5) & own_side
         target = lesion_plan.volume_ml
         if lesion_stage == "chronic":
             target *= lesion_plan.chronic_fraction
         lesion = largest_component(_top_voxels(values, tissue, int(round(target / voxel_ml))))
         if lesion_stage == "chronic":
-            # cavitated core: the inner 40 % of the chronic lesion
-            core = lesion & _top_voxels(values, lesion, int(0.4 * lesion.sum()))
+            # cavitated core: the inner 40 % of the chronic lesion, deepest from its edge
+            # (the gliotic rim surrounds the cavity on every side, also where the
+            # lesion meets the midline; the field breaks ties)
+            depth = ndimage.distance_transform_edt(lesion) + 0.01 * values
+            core = lesion & _top_voxels(depth, lesion, int(0.4 * lesion.sum()))
         points = xyz.reshape(*shape, 3, order="F")[lesion]
         centroid = points.mean(axis=0)
         truth.update(

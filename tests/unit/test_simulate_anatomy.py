@@ -153,3 +153,25 @@ def test_atlases_reach_the_2009a_anatomy_through_a_registration(layers, sessions
         # every labelled voxel lies in its region; overlap voxels go to one region only
         assert region[atlas == label].all()
         assert (atlas == label).sum() >= 0.5 * region.sum()
+
+
+def test_a_large_lesion_near_the_midline_stays_in_its_hemisphere(layers, subject):
+    """An infarct follows an arterial territory, which does not cross the midline: a
+    150 mL left lesion centred 6 mm from the midline is all left of the falx (template
+    x < -MIDLINE_MARGIN_MM) and still about 150 mL (it grows away from the midline)."""
+    from dataclasses import replace
+
+    from pipeline.simulate.anatomy import MIDLINE_MARGIN_MM
+    from pipeline.simulate.space import apply_affine
+
+    _, plan, smap = subject
+    radius = (3.0 * 150.0 * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
+    near = replace(plan, side="left", seed_mni=(-6.0, -10.0, 20.0), volume_ml=150.0,
+                   radius_mm=radius)
+    ses = simulate_structural(rng=np.random.default_rng(2), layers=layers, session_map=smap,
+                              lesion_plan=near, lesion_stage="subacute", voxel_mm=3.0)
+    lesion = ses.lesion.get_fdata() > 0
+    template = smap(apply_affine(ses.lesion.affine, np.argwhere(lesion).astype(float)))
+    assert template[:, 0].max() < -MIDLINE_MARGIN_MM
+    assert ses.truth["lesion_volume_ml"] == pytest.approx(150.0, rel=0.1)
+    assert ses.truth["lesion_side"] == "left"
