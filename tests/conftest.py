@@ -36,11 +36,13 @@ def tiny_trial(tmp_path_factory):
     from pipeline.simulate import TrialSpec, simulate_trial
 
     out = tmp_path_factory.mktemp("trial")
-    spec = TrialSpec(n_subjects=2, seed=7, anat_voxel_mm=2.5, dwi_voxel_mm=4.0,
-                     bold_voxel_mm=4.0, n_bold_volumes=80, n_dwi_directions=12,
-                     manual_mask_fraction=1.0)
-    simulate_trial(out, spec)
+    simulate_trial(out, TrialSpec(**TINY_TRIAL))
     return out
+
+
+TINY_TRIAL = dict(n_subjects=2, seed=7, anat_voxel_mm=2.5, dwi_voxel_mm=4.0, bold_voxel_mm=4.0,
+                  n_bold_volumes=80, n_dwi_directions=12, manual_mask_fraction=1.0)
+"""The tiny trial's :class:`~pipeline.simulate.TrialSpec` (``rescan=k`` gives its rescans)."""
 
 
 def tree_checksums(root) -> dict:

@@ -74,6 +74,12 @@ class TrialSpec:
         How each session's images are stored (:mod:`pipeline.simulate.storage`):
         ``random`` (default: RAS, LAS, LPS or oblique up to 15 degrees, cycled over
         the sessions from a drawn start), or one of ``RAS``, ``LAS``, ``LPS``, ``oblique`` for every session.
+    rescan : int
+        0 (default): the trial as its seed defines it. k > 0: a scan-rescan copy of
+        it: the same subjects, anatomy, lesions, planted effects and storages, but
+        every session drawn anew from its own stream k (head pose, bias fields, noise,
+        subject motion), as when the same patients are scanned again on the same day.
+        The spread between rescans is a stream's run-to-run noise.
     """
 
     n_subjects: int = 4
@@ -100,6 +106,7 @@ class TrialSpec:
     modalities: tuple = ("T1w", "FLAIR", "dwi", "bold")
     sessions: tuple = field(default=SESSIONS)
     storage: str = "random"
+    rescan: int = 0
 
 
 def _write_json(path: Path, data) -> None:
@@ -227,7 +234,8 @@ def simulate_trial(out_dir, spec: TrialSpec | None = None) -> dict:
         sessions = [s for s in spec.sessions if not (s != spec.sessions[0] and dropped[i])]
         session_rows = []
         for s_index, ses in enumerate(sessions):
-            visit_rng = np.random.default_rng([spec.seed, i, s_index])
+            visit_rng = np.random.default_rng(
+                [spec.seed, i, s_index] + ([1000 + spec.rescan] if spec.rescan else []))
             pose = rigid_matrix(visit_rng.normal(0, 3.0, 3), visit_rng.normal(0, 3.0, 3))
             smap = SessionMap(warp, pose)
             follow_up = s_index > 0
