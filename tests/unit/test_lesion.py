@@ -56,6 +56,28 @@ def test_segmentation_matches_planted_lesion(phantoms, name):
         assert seg.metrics["lesion_core_volume_ml"] > 0.2 * sim.truth["lesion_volume_ml"]
 
 
+@pytest.mark.parametrize("seed", [3, 8])
+def test_chronic_lesion_with_a_thin_rim_at_2mm(layers, seed):
+    """A 9 mL chronic lesion at 2 mm: a cavity with a gliotic rim thinner than the blur.
+    Before the rim seeding and the plateau/parenchyma half-maximum edge, seed 3 was missed
+    (0 mL: the seed smoothing diluted the rim with its dark cavity) and seed 8 read 10.8 mL
+    (+20 %: the edge was placed half way to a level the cavity pulled down)."""
+    from pipeline.simulate.anatomy import plan_lesion, simulate_structural
+    from pipeline.simulate.space import SessionMap, random_subject_warp, rigid_matrix
+
+    rng = np.random.default_rng(seed)
+    warp = random_subject_warp(rng)
+    pose = rigid_matrix(rng.normal(0, 3.0, 3), rng.normal(0, 3.0, 3))
+    plan = plan_lesion(rng, layers, side="left", volume_ml=12.0, chronic_fraction=0.75)
+    sim = simulate_structural(rng=rng, layers=layers, session_map=SessionMap(warp, pose),
+                              lesion_plan=plan, lesion_stage="chronic", voxel_mm=2.0)
+    seg = segment_lesion(sim.t1w, sim.flair, sim.brain_mask, warp.template_from_native @ pose)
+    truth = sim.lesion.get_fdata() > 0
+    assert sim.truth["lesion_volume_ml"] == pytest.approx(9.0, rel=0.05)
+    assert seg.mask.sum() * 0.008 == pytest.approx(sim.truth["lesion_volume_ml"], rel=0.10)
+    assert dice(seg.mask, truth) > 0.9
+
+
 @pytest.mark.slow
 def test_lesion_free_session_has_no_lesion(phantoms):
     sim, to_mni = phantoms["free"]
