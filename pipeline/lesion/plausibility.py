@@ -22,6 +22,11 @@ Gates (limits in the config section ``lesion``):
 * ``flair_brighter_than_mirror``: the lesion is brighter on FLAIR than its
   mirror image in the other hemisphere by more than 0.05 of white matter
   (medians; a lesion is typically 1.3 to 2 times white matter);
+* ``lesion_found``: at baseline the mask holds at least ``min_baseline_ml``
+  (default 0.1 mL; 0 turns the gate off): every patient of a stroke trial has
+  an infarct, so an empty automatic mask at baseline is a missed lesion until a
+  reviewer says otherwise (a large lesion crossing the midline made the
+  normal-tissue model read it as normal and return 0 mL);
 * ``dwi_support``: at baseline with a DWI, at least ``min_dwi_support`` of the
   lesion is DWI-hyperintense (default 0.3);
 * ``side_consistent`` (follow-up): not bilateral when the baseline lesion is
@@ -40,7 +45,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-DEFAULTS = {"max_brain_fraction": 0.35, "max_csf_fraction": 0.5, "min_dwi_support": 0.3,
+DEFAULTS = {"min_baseline_ml": 0.1, "max_brain_fraction": 0.35, "max_csf_fraction": 0.5, "min_dwi_support": 0.3,
             "max_growth": 1.5, "max_flair_csf": 0.7, "min_mirror_excess": 0.05}
 
 
@@ -95,6 +100,12 @@ def session_gates(lesion: np.ndarray, *, brain: np.ndarray, t1n: np.ndarray,
     n = int(lesion.sum())
     brain_n = int(brain.sum())
     fraction = n / brain_n if brain_n else 0.0
+    if baseline and lim["min_baseline_ml"] > 0:
+        volume_ml = n * voxel_mm ** 3 / 1000.0
+        gates.append(Gate("lesion_found", volume_ml >= lim["min_baseline_ml"], round(volume_ml, 3),
+                          lim["min_baseline_ml"],
+                          f"no lesion found at baseline ({volume_ml:.2f} mL): every patient of "
+                          "a stroke trial has one"))
     gates.append(Gate("brain_fraction", fraction <= lim["max_brain_fraction"], round(fraction, 4),
                       lim["max_brain_fraction"],
                       f"lesion is {100 * fraction:.0f} % of the brain (limit "

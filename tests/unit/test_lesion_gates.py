@@ -116,3 +116,26 @@ def test_adc_units_are_read_from_the_values(factor):
     out, applied = adc_in_mm2_s(adc)
     np.testing.assert_allclose(out, 0.8e-3, rtol=1e-6)
     assert applied == pytest.approx(1 / factor)
+
+
+def test_an_empty_mask_at_baseline_goes_to_review():
+    """Every patient of a stroke trial has an infarct: no lesion at baseline fails
+    ``lesion_found``; at follow-up (a lesion may have resolved) there is no such gate;
+    ``min_baseline_ml: 0`` turns it off."""
+    rng = np.random.default_rng(4)
+    brain, _, t1, flair = _head(rng)
+    empty = np.zeros(SHAPE, bool)
+    gates = _gates(empty, t1, flair, brain, voxel_mm=2.0)
+    assert not gates["lesion_found"].passed and gates["lesion_found"].value == 0.0
+    assert "no lesion found at baseline" in plausibility.summary(list(gates.values()))
+    small = empty.copy()
+    small[5:7, 12:14, 10:12] = True                         # 8 voxels of 8 uL = 0.064 mL
+    assert not _gates(small, t1, flair, brain, voxel_mm=2.0)["lesion_found"].passed
+    small[5:8, 12:15, 10:12] = True                         # 18 voxels = 0.144 mL
+    assert _gates(small, t1, flair, brain, voxel_mm=2.0)["lesion_found"].passed
+    follow_up = plausibility.session_gates(
+        empty, brain=brain, t1n=t1, flairn=flair, flair_mirror=flair[::-1], csf_t1_level=0.25,
+        gm_t1_level=0.7, baseline=False, voxel_mm=2.0)
+    assert "lesion_found" not in {g.name for g in follow_up}
+    off = _gates(empty, t1, flair, brain, voxel_mm=2.0, limits={"min_baseline_ml": 0})
+    assert "lesion_found" not in off

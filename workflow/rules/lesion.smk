@@ -85,6 +85,7 @@ rule lesion_segment:
             f"--{key.replace('_', '-')} {LESION_CFG[key]}"
             for key in (
                 "adc_threshold",
+                "min_baseline_ml",
                 "max_brain_fraction",
                 "max_csf_fraction",
                 "min_dwi_support",
