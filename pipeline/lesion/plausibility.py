@@ -45,8 +45,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-DEFAULTS = {"min_baseline_ml": 0.1, "max_brain_fraction": 0.35, "max_csf_fraction": 0.5, "min_dwi_support": 0.3,
-            "max_growth": 1.5, "max_flair_csf": 0.7, "min_mirror_excess": 0.05}
+DEFAULTS = {"min_baseline_ml": 0.1, "max_brain_fraction": 0.35, "max_csf_fraction": 0.5,
+            "min_dwi_support": 0.3, "max_growth": 1.5, "max_flair_csf": 0.7, "min_mirror_excess": 0.05}
 
 
 @dataclass

@@ -226,3 +226,38 @@ def restore_session(src_dir, dst_dir, spec: StorageSpec, *, rename=None) -> list
             shutil.copyfile(path, out)
         written.append(out)
     return written
+
+
+def one_session_dataset(sources: dict, subject: str, session: str, out_bids) -> Path:
+    """A BIDS dataset holding one phantom session several times, one subject per copy.
+
+    Parameters
+    ----------
+    sources : dict
+        ``label -> (bids root, StorageSpec)``: subject ``sub-<label>`` is
+        ``sub-<subject>/ses-<session>`` of that root re-stored by the spec (storage
+        copies of one root, or rescans: roots simulated with ``TrialSpec.rescan``).
+    subject, session : str
+        Labels without ``sub-`` / ``ses-``.
+    out_bids : path
+        The new dataset (participants.tsv from the first root, with ``lesion_side``
+        n/a so that the side comes from the lesion mask).
+    """
+    import pandas as pd
+
+    out_bids = Path(out_bids)
+    first = Path(next(iter(sources.values()))[0])
+    for name in ("dataset_description.json", "README", "task-motor_bold.json"):
+        if (first / name).exists():
+            (out_bids / name).parent.mkdir(parents=True, exist_ok=True)
+            (out_bids / name).write_bytes((first / name).read_bytes())
+    participants = pd.read_csv(first / "participants.tsv", sep="\t")
+    row = participants.set_index("participant_id").loc[f"sub-{subject}"].to_dict()
+    rows = []
+    for label, (root, spec) in sources.items():
+        restore_session(Path(root) / f"sub-{subject}" / f"ses-{session}",
+                        out_bids / f"sub-{label}" / f"ses-{session}", spec,
+                        rename={f"sub-{subject}": f"sub-{label}"})
+        rows.append({**row, "participant_id": f"sub-{label}", "lesion_side": "n/a"})
+    pd.DataFrame(rows).to_csv(out_bids / "participants.tsv", sep="\t", index=False)
+    return out_bids
