@@ -37,7 +37,8 @@ def _cmd_segment(args) -> None:
         n4_shrink_factor=args.n4_shrink_factor,
         dwi=(args.dwi, args.bval, args.bvec) if args.dwi else None, baseline=args.is_baseline,
         adc_threshold=args.adc_threshold, max_voxel_mm=args.max_voxel_mm,
-        gate_limits={k: getattr(args, k) for k in ("min_baseline_ml", "max_brain_fraction",
+        gate_limits={k: getattr(args, k) for k in ("min_baseline_ml", "max_volume_ml",
+                                                   "max_brain_fraction",
                                                    "max_csf_fraction",
                                                    "min_dwi_support", "max_growth")})
 
@@ -99,6 +100,7 @@ def register(command) -> None:
     p.add_argument("--is-baseline", action="store_true",
                    help="this is the baseline visit (subacute: DWI evidence, no cavitation yet)")
     for key, kind in (("adc_threshold", float), ("min_baseline_ml", float),
+                      ("max_volume_ml", float),
                       ("max_brain_fraction", float),
                       ("max_csf_fraction", float), ("min_dwi_support", float),
                       ("max_growth", float),

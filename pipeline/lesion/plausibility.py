@@ -10,6 +10,11 @@ and is reported for every mask (``lesion_plausibility``).
 
 Gates (limits in the config section ``lesion``):
 
+* ``volume``: the lesion is at most ``max_volume_ml`` (default 150 mL): above the
+  145 mL that defines a malignant MCA infarction (Oppenheim et al. 2000, Stroke
+  31:2175) a lesion is rare in a subacute trial and an automatic mask that large is
+  more often a FLAIR read wrongly (a real FLAIR given as T1w read 382 mL) than an
+  infarct, so a reviewer looks;
 * ``brain_fraction``: the lesion holds at most ``max_brain_fraction`` of the
   brain (default 0.35; malignant MCA infarcts reach about a third);
 * ``csf_like``: at baseline at most ``max_csf_fraction`` of the lesion is
@@ -45,8 +50,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-DEFAULTS = {"min_baseline_ml": 0.1, "max_brain_fraction": 0.35, "max_csf_fraction": 0.5,
-            "min_dwi_support": 0.3, "max_growth": 1.5, "max_flair_csf": 0.7, "min_mirror_excess": 0.05}
+DEFAULTS = {"min_baseline_ml": 0.1, "max_volume_ml": 150.0, "max_brain_fraction": 0.35,
+            "max_csf_fraction": 0.5, "min_dwi_support": 0.3, "max_growth": 1.5,
+            "max_flair_csf": 0.7, "min_mirror_excess": 0.05}
 
 
 @dataclass
@@ -100,12 +106,17 @@ def session_gates(lesion: np.ndarray, *, brain: np.ndarray, t1n: np.ndarray,
     n = int(lesion.sum())
     brain_n = int(brain.sum())
     fraction = n / brain_n if brain_n else 0.0
+    volume = n * voxel_mm ** 3 / 1000.0
     if baseline and lim["min_baseline_ml"] > 0:
-        volume_ml = n * voxel_mm ** 3 / 1000.0
-        gates.append(Gate("lesion_found", volume_ml >= lim["min_baseline_ml"], round(volume_ml, 3),
+        gates.append(Gate("lesion_found", volume >= lim["min_baseline_ml"], round(volume, 3),
                           lim["min_baseline_ml"],
-                          f"no lesion found at baseline ({volume_ml:.2f} mL): every patient of "
+                          f"no lesion found at baseline ({volume:.2f} mL): every patient of "
                           "a stroke trial has one"))
+    if lim["max_volume_ml"] > 0:
+        gates.append(Gate("volume", volume <= lim["max_volume_ml"], round(volume, 2),
+                          lim["max_volume_ml"],
+                          f"lesion of {volume:.0f} mL (limit {lim['max_volume_ml']:g} mL: larger "
+                          "than a malignant MCA infarct)"))
     gates.append(Gate("brain_fraction", fraction <= lim["max_brain_fraction"], round(fraction, 4),
                       lim["max_brain_fraction"],
                       f"lesion is {100 * fraction:.0f} % of the brain (limit "

@@ -139,3 +139,18 @@ def test_an_empty_mask_at_baseline_goes_to_review():
     assert "lesion_found" not in {g.name for g in follow_up}
     off = _gates(empty, t1, flair, brain, voxel_mm=2.0, limits={"min_baseline_ml": 0})
     assert "lesion_found" not in off
+
+
+def test_a_lesion_beyond_a_malignant_infarct_goes_to_review():
+    """``volume``: above ``max_volume_ml`` (150 mL) the mask is reviewed, in any session;
+    0 turns the gate off. 2 mm voxels: 8 uL each."""
+    rng = np.random.default_rng(5)
+    brain, _, t1, flair = _head(rng)
+    lesion = np.zeros(SHAPE, bool)
+    lesion[3:15, 5:29, 4:22] = True                          # 5184 voxels = 41.5 mL
+    gates = _gates(lesion, t1, flair, brain, voxel_mm=2.0, limits={"max_volume_ml": 40.0})
+    assert not gates["volume"].passed and gates["volume"].value == pytest.approx(41.47)
+    assert "larger than a malignant MCA infarct" in gates["volume"].message
+    assert _gates(lesion, t1, flair, brain, voxel_mm=2.0)["volume"].passed   # default 150 mL
+    assert "volume" not in _gates(lesion, t1, flair, brain, voxel_mm=2.0,
+                                  limits={"max_volume_ml": 0})

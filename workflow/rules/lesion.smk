@@ -86,6 +86,7 @@ rule lesion_segment:
             for key in (
                 "adc_threshold",
                 "min_baseline_ml",
+                "max_volume_ml",
                 "max_brain_fraction",
                 "max_csf_fraction",
                 "min_dwi_support",
