@@ -36,9 +36,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SESSION = ("001", "baseline")
-TINY_TRIAL = dict(n_subjects=2, seed=7, anat_voxel_mm=2.5, dwi_voxel_mm=4.0, bold_voxel_mm=4.0,
-                  n_bold_volumes=80, n_dwi_directions=12, manual_mask_fraction=1.0)
-OBLIQUE = (7.0, -6.0, 7.0)  # rotation vector (degrees): 12.0 degrees, as the storage test
 
 
 def main(argv=None) -> int:
@@ -55,8 +52,9 @@ def main(argv=None) -> int:
     from pipeline.features import dictionary
     from pipeline.simulate import TrialSpec, simulate_trial
     from pipeline.simulate.storage import StorageSpec, one_session_dataset
+    from tests.conftest import TINY_TRIAL
     from tests.workflow.conftest import EXACT
-    from tests.workflow.test_storage_invariance import REGISTRATION_DEPENDENT, _floor
+    from tests.workflow.test_storage_invariance import REGISTRATION_DEPENDENT, STORAGES, _floor
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=False)
@@ -65,7 +63,7 @@ def main(argv=None) -> int:
     for k in (0, 1, 2):
         simulate_trial(out / f"trial{k}", TrialSpec(**TINY_TRIAL, rescan=k))
         roots[k] = out / f"trial{k}" / "bids"
-    sources = {"ras": (roots[0], StorageSpec("RAS")), "obl": (roots[0], StorageSpec("oblique", OBLIQUE)),
+    sources = {"ras": (roots[0], StorageSpec("RAS")), "obl": (roots[0], STORAGES["obl"]),
                "rescan1": (roots[1], StorageSpec("RAS")), "rescan2": (roots[2], StorageSpec("RAS"))}
     one_session_dataset(sources, *SESSION, out / "bids")
     config = {"bids_dir": str(out / "bids"), "output_dir": str(out / "derivatives"),
