@@ -269,6 +269,8 @@ def segment_lesion(t1w: nib.Nifti1Image, flair: nib.Nifti1Image, brain_mask: nib
     t1n = t1 / model.wm_t1w_raw
     fln = fl / model.wm_flair_raw
 
+    csf_gm_t1 = 0.5 * (model.t1w["csf"] + model.t1w["gm"])  # CSF-like below, parenchyma above
+
     # 3. FLAIR-hyperintense lesion by hysteresis
     z = model.hyperintensity_z(fln)
     grow = brain & (z > grow_z)
@@ -286,7 +288,6 @@ def segment_lesion(t1w: nib.Nifti1Image, flair: nib.Nifti1Image, brain_mask: nib
         keep[1:] |= peaks >= max(3, round(0.25 * min_component_ml / voxel_ml))
     hyper = _components(keep[labels], max(1, round(min_component_ml / voxel_ml)))
     if hyper.any() and refine_boundary:
-        csf_gm_t1 = 0.5 * (model.t1w["csf"] + model.t1w["gm"])
         hyper = _half_maximum_boundary(hyper, fln, brain, parenchyma=t1n >= csf_gm_t1)
         hyper = _components(hyper, max(1, round(min_component_ml / voxel_ml)))
     n_symmetric = 0
@@ -300,7 +301,6 @@ def segment_lesion(t1w: nib.Nifti1Image, flair: nib.Nifti1Image, brain_mask: nib
     # 4. cavitated core: T1w-hypointense (CSF-like) voxels enclosed by the rim
     core = np.zeros_like(hyper)
     if hyper.any():
-        csf_gm_t1 = 0.5 * (model.t1w["csf"] + model.t1w["gm"])
         csf_like = brain0 & ~hyper & (t1n < csf_gm_t1)
         core = _enclosed_cavity(hyper, csf_like, core_enclosure)
     lesion = hyper | core
