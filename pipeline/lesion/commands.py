@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from pipeline.lesion.plausibility import CHANGE_GATE_KEYS, GATE_KEYS
+
 log = logging.getLogger(__name__)
 
 
@@ -37,10 +39,7 @@ def _cmd_segment(args) -> None:
         n4_shrink_factor=args.n4_shrink_factor,
         dwi=(args.dwi, args.bval, args.bvec) if args.dwi else None, baseline=args.is_baseline,
         adc_threshold=args.adc_threshold, max_voxel_mm=args.max_voxel_mm,
-        gate_limits={k: getattr(args, k) for k in ("min_baseline_ml", "max_volume_ml",
-                                                   "max_brain_fraction",
-                                                   "max_csf_fraction",
-                                                   "min_dwi_support", "max_growth")})
+        gate_limits={k: getattr(args, k) for k in GATE_KEYS})
 
 
 def _cmd_side(args) -> None:
@@ -60,7 +59,7 @@ def _cmd_load(args) -> None:
                 atlas=args.atlas, xfm_syn=args.xfm_syn,
                 metrics=args.metrics, baseline_metrics=args.baseline_metrics,
                 is_baseline=args.is_baseline, out_metrics=args.out_metrics,
-                out_figure=args.out_figure, gate_limits={"max_growth": args.max_growth})
+                out_figure=args.out_figure, gate_limits={k: getattr(args, k) for k in CHANGE_GATE_KEYS})
 
 
 def register(command) -> None:
@@ -99,11 +98,7 @@ def register(command) -> None:
     p.add_argument("--bvec", help="b-vectors of --dwi")
     p.add_argument("--is-baseline", action="store_true",
                    help="this is the baseline visit (subacute: DWI evidence, no cavitation yet)")
-    for key, kind in (("adc_threshold", float), ("min_baseline_ml", float),
-                      ("max_volume_ml", float),
-                      ("max_brain_fraction", float),
-                      ("max_csf_fraction", float), ("min_dwi_support", float),
-                      ("max_growth", float),
+    for key, kind in (("adc_threshold", float), *((k, float) for k in GATE_KEYS),
                       ("seed_z", float), ("seed_smoothing_mm", float), ("grow_z", float),
                       ("asymmetry_z", float), ("min_component_ml", float),
                       ("core_enclosure", float), ("brain_dilation_mm", float),

@@ -50,9 +50,26 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-DEFAULTS = {"min_baseline_ml": 0.1, "max_volume_ml": 150.0, "max_brain_fraction": 0.35,
-            "max_csf_fraction": 0.5, "min_dwi_support": 0.3, "max_growth": 1.5,
-            "max_flair_csf": 0.7, "min_mirror_excess": 0.05}
+#: Gate limits of one session's mask (config ``lesion.<key>``, ``resstore lesion-segment``).
+SESSION_GATE_KEYS = ("min_baseline_ml", "max_volume_ml", "max_brain_fraction",
+                     "max_csf_fraction", "min_dwi_support")
+#: Gate limits of a follow-up against its baseline (config ``lesion.<key>``).
+CHANGE_GATE_KEYS = ("max_growth",)
+#: Every configurable gate limit: the config schema holds its default and description.
+GATE_KEYS = SESSION_GATE_KEYS + CHANGE_GATE_KEYS
+#: Gate limits that are not configuration keys (fixed here).
+FIXED_LIMITS = {"max_flair_csf": 0.7, "min_mirror_excess": 0.05}
+
+
+def schema_defaults() -> dict:
+    """Default gate limits: :data:`GATE_KEYS` from the config schema, then :data:`FIXED_LIMITS`."""
+    from pipeline.config import schema
+
+    lesion = schema()["properties"]["lesion"]["properties"]
+    return {**{key: float(lesion[key]["default"]) for key in GATE_KEYS}, **FIXED_LIMITS}
+
+
+DEFAULTS = schema_defaults()
 
 
 @dataclass

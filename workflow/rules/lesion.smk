@@ -9,6 +9,7 @@
 # and template transform), so the lesion-masked SyN (anat_syn.smk) takes the mask.
 # The CST lesion load, which needs that SyN, is in lesion_load.smk.
 
+from pipeline.lesion.plausibility import SESSION_GATE_KEYS
 from pipeline.lesion.smk_inputs import LesionInputs
 
 LESION_FIGURE = deriv("figures", "FLAIR", ".png", desc="lesion")
@@ -83,14 +84,7 @@ rule lesion_segment:
         ),
         gates=" ".join(
             f"--{key.replace('_', '-')} {LESION_CFG[key]}"
-            for key in (
-                "adc_threshold",
-                "min_baseline_ml",
-                "max_volume_ml",
-                "max_brain_fraction",
-                "max_csf_fraction",
-                "min_dwi_support",
-            )
+            for key in ("adc_threshold", *SESSION_GATE_KEYS)
         ),
         manual_overrides=LESION_CFG["manual_overrides_automatic"],
         manual_threshold=LESION_CFG["manual_threshold"],
