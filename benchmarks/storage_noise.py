@@ -13,9 +13,10 @@ subjects of one Snakemake run:
 
 For every numeric feature it reports the oblique difference and the largest rescan
 difference, both in units of the 1 %/floor tolerance of the storage test
-(``tests/workflow/test_storage_invariance.py``), and lists the features whose oblique
-difference exceeds both the tolerance and twice the rescan difference (the pose
-dependence larger than the run-to-run noise). JSON and a Markdown table go to --out;
+(``tests/workflow/test_storage_invariance.py``; settings shared through
+``pipeline.simulate.invariance``), and lists the features whose oblique difference
+exceeds both the tolerance and twice the rescan difference (the pose dependence larger
+than the run-to-run noise). JSON and a Markdown table go to --out;
 --docs also writes the table page.
 
     python benchmarks/storage_noise.py --out /tmp/storage_noise \
@@ -51,10 +52,14 @@ def main(argv=None) -> int:
 
     from pipeline.features import dictionary
     from pipeline.simulate import TrialSpec, simulate_trial
+    from pipeline.simulate.invariance import (
+        EXACT,
+        INVARIANCE_STORAGES,
+        REGISTRATION_DEPENDENT,
+        TINY_TRIAL,
+        noise_floor,
+    )
     from pipeline.simulate.storage import StorageSpec, one_session_dataset
-    from tests.conftest import TINY_TRIAL
-    from tests.workflow.conftest import EXACT
-    from tests.workflow.test_storage_invariance import REGISTRATION_DEPENDENT, STORAGES, _floor
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=False)
@@ -63,7 +68,7 @@ def main(argv=None) -> int:
     for k in (0, 1, 2):
         simulate_trial(out / f"trial{k}", TrialSpec(**TINY_TRIAL, rescan=k))
         roots[k] = out / f"trial{k}" / "bids"
-    sources = {"ras": (roots[0], StorageSpec("RAS")), "obl": (roots[0], STORAGES["obl"]),
+    sources = {"ras": (roots[0], StorageSpec("RAS")), "obl": (roots[0], INVARIANCE_STORAGES["obl"]),
                "rescan1": (roots[1], StorageSpec("RAS")), "rescan2": (roots[2], StorageSpec("RAS"))}
     one_session_dataset(sources, *SESSION, out / "bids")
     config = {"bids_dir": str(out / "bids"), "output_dir": str(out / "derivatives"),
@@ -87,7 +92,7 @@ def main(argv=None) -> int:
         rescans = [float(table.loc[f"sub-rescan{k}", column]) for k in (1, 2)]
         if np.isnan(ras) and np.isnan(obl):
             continue
-        tol = max(0.01 * abs(ras), _floor(column))
+        tol = max(0.01 * abs(ras), noise_floor(column))
         d_obl = abs(obl - ras) / tol
         d_res = max((abs(r - ras) / tol for r in rescans if not np.isnan(r)), default=np.nan)
         rows.append({"feature": column, "stream": meta["Stream"], "ras": ras, "oblique": obl,

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.simulate.invariance import TINY_TRIAL  # noqa: F401  (the tiny trial's TrialSpec)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -38,11 +40,6 @@ def tiny_trial(tmp_path_factory):
     out = tmp_path_factory.mktemp("trial")
     simulate_trial(out, TrialSpec(**TINY_TRIAL))
     return out
-
-
-TINY_TRIAL = dict(n_subjects=2, seed=7, anat_voxel_mm=2.5, dwi_voxel_mm=4.0, bold_voxel_mm=4.0,
-                  n_bold_volumes=80, n_dwi_directions=12, manual_mask_fraction=1.0)
-"""The tiny trial's :class:`~pipeline.simulate.TrialSpec` (``rescan=k`` gives its rescans)."""
 
 
 def tree_checksums(root) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.simulate.invariance import EXACT  # noqa: F401  (one ITK thread per job; tests import it from here)
 from tests.conftest import REPO
 
 
@@ -49,10 +50,6 @@ def make_writable(root) -> None:
     Path(root).chmod(0o755)
     for path in Path(root).rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-# One ITK thread per job: the feature table is then bit-identical run to run.
-EXACT = {"resources": {"threads_per_job": 1}}
 
 
 # Faults planted in the reference dataset: each one a stream that must fail (or be flagged)

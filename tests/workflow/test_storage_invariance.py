@@ -8,8 +8,9 @@ feature is identical (1e-9 relative).
 The oblique storage keeps the voxel array and rotates the affine: the head sits 12
 degrees from the template's pose in world space, as a tilted head in the scanner does.
 Every feature that does not go through a template registration stays within 1 % or the
-run-to-run floor below (the spread of the same session when only ITK's multi-threaded
-registration noise differs: two runs with 2 threads per job, rounded up). Features that
+run-to-run floor (``pipeline.simulate.invariance.noise_floor``: the spread of the same
+session when only ITK's multi-threaded registration noise differs: two runs with 2
+threads per job, rounded up). Features that
 go through the template registration (brain mask, priors, atlas regions, M1, CST) do
 NOT meet that tolerance today: measured on the tiny trial, M1 thickness moves 0.12 to
 0.13 mm, WM volume 2 %, CST load 7 to 16 %, FA in NAWM 0.015, the BOLD bootstrap
@@ -33,29 +34,13 @@ import pytest
 
 from pipeline.features import dictionary
 from pipeline.orientation import GRID_LOG_ENV
-from pipeline.simulate.storage import StorageSpec, one_session_dataset
-from tests.workflow.conftest import EXACT, snakemake
+from pipeline.simulate.invariance import EXACT, REGISTRATION_DEPENDENT, noise_floor
+from pipeline.simulate.invariance import INVARIANCE_STORAGES as STORAGES
+from pipeline.simulate.storage import one_session_dataset
+from tests.workflow.conftest import snakemake
 
 # CI runs this (make test, not marked slow): four single-session subjects, one Snakemake run.
-STORAGES = {"ras": StorageSpec("RAS"), "las": StorageSpec("LAS"), "lps": StorageSpec("LPS"),
-            "obl": StorageSpec("oblique", (7.0, -6.0, 7.0))}  # 12.0 degrees
 SOURCE = ("001", "baseline")  # 120 mL right lesion, manual mask, every modality
-# absolute floors by unit (the oblique storage only): see the module docstring
-FLOORS = {"mm": 0.05, "mL": 0.5, "z": 0.5, "%": 0.5, "fraction": 0.02, "count": 1.0}
-
-
-def _floor(column: str) -> float:
-    units = dictionary.FEATURES[column]["Units"]
-    if column.startswith(("fa_", "dwi_fa")):
-        return 0.01
-    if column.startswith(("md_", "dwi_md")):
-        return 0.02
-    if "laterality" in column or column.startswith("bold_li"):
-        return 0.1
-    for key, value in FLOORS.items():
-        if key in units:
-            return value
-    return 0.02
 
 
 @pytest.fixture(scope="module")
@@ -134,20 +119,8 @@ def test_manual_mask_volume_is_exact_in_every_storage(storage_run):
         assert table.loc[f"sub-{label}", "lesion_side_subject"] == truth["lesion_side"]
 
 
-# Features whose value goes through the template registration (pose-dependent, see the
-# module docstring): held to GROSS x their tolerance, not to the tolerance itself.
-# DWI: every metric computed on the motion-corrected series (outliers, fit residual,
-# brain mask and FA/MD summaries) follows the per-volume registration (measured: the
-# outlier-volume count 2 against 1 in one CI run, equal in another).
-# intracranial volume (template priors), the automatic lesion's hyperintense part and core
-# (its tissue model is fitted in the hemisphere the affine template registration defines),
-# the DWI CST region volumes (atlas): measured outside 1 %/floor too (2026-12-07).
-REGISTRATION_DEPENDENT = ("t1w_bias", "brain_", "intracranial_", "gm_", "wm_", "csf_",
-                          "thickness_", "flair_t1w_registration", "lesion_centroid_mni",
-                          "lesion_hyperintense", "lesion_core", "cst_", "dwi_cst_", "dwi_motion",
-                          "dwi_rotation", "dwi_translation", "dwi_outlier", "dwi_fit",
-                          "dwi_brain", "dwi_fa", "dwi_md", "fa_", "md_", "bold_m1",
-                          "bold_laterality", "bold_li", "bold_motion", "bold_t1w")
+# Features whose value goes through the template registration (REGISTRATION_DEPENDENT,
+# pipeline.simulate.invariance): held to GROSS x their tolerance, not to the tolerance itself.
 GROSS = 10.0
 
 
@@ -159,7 +132,7 @@ def test_oblique_storage_within_noise(storage_run, tmp_path_factory):
     for column in columns:
         if np.isnan(ras[column]) and np.isnan(obl[column]):
             continue
-        tolerance = max(0.01 * abs(ras[column]), _floor(column))
+        tolerance = max(0.01 * abs(ras[column]), noise_floor(column))
         dependent = column.startswith(REGISTRATION_DEPENDENT)
         record[column] = {"ras": ras[column], "oblique": obl[column], "tolerance": tolerance,
                           "registration_dependent": dependent,
