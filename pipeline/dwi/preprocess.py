@@ -263,8 +263,9 @@ def motion_correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvec
     rotations = np.stack([rotation_of(m[:3, :3]) for m in matrices])
     parameters = np.column_stack([matrices[:, :3, 3],
                                   np.stack([_euler_xyz_deg(r) for r in rotations])])
-    rotated = rotate_bvecs(bvecs, rotations, affine, bvals)
-    rotated[is_b0] = 0.0
+    # rotate_bvecs zeroes the b=0 rows; the b=0 volumes are the ones this function
+    # treated as b=0 (b0_threshold)
+    rotated = rotate_bvecs(bvecs, rotations, affine, np.where(is_b0, 0.0, bvals))
     seconds = time.perf_counter() - start
     logger.info("motion correction: %d volumes in %.1f s; max translation %.2f mm, "
                 "max rotation %.2f deg", n, seconds, np.abs(parameters[:, :3]).max(),
