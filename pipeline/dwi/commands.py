@@ -26,11 +26,11 @@ def _cmd_dwi_preproc(args) -> None:
     options = PreprocOptions(
         denoise=args.denoise, denoise_patch_radius=args.denoise_patch_radius,
         rician_correction=args.rician_correction == "yes", gibbs=args.gibbs == "yes",
-        motion_correction=args.motion_correction,
+        motion_correction=args.motion_correction, motion_rounds=args.motion_rounds,
         motion_iterations=tuple(args.motion_iterations),
         motion_shrink_factors=tuple(args.motion_shrink_factors), tensor_fit=args.tensor_fit,
         outlier_slice_z=args.outlier_slice_z, outlier_displacement_mm=args.outlier_displacement_mm,
-        exclude_outlier_volumes=args.exclude_outlier_volumes == "yes", dti_max_b=args.dti_max_b,
+        replace_outlier_slices=args.replace_outlier_slices == "yes", dti_max_b=args.dti_max_b,
         threads=args.threads)
     res = preprocess(dwi, options)
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}
@@ -163,7 +163,7 @@ def register(command) -> None:
     p.add_argument("--out-preproc", help="preprocessed 4D DWI (+ .bval/.bvec beside it)")
     dwi(p, "denoise", "denoise_patch_radius", "rician_correction", "gibbs", "motion_correction",
         "motion_iterations", "motion_shrink_factors", "tensor_fit", "outlier_slice_z",
-        "outlier_displacement_mm", "exclude_outlier_volumes", "dti_max_b")
+        "outlier_displacement_mm", "replace_outlier_slices", "dti_max_b", "motion_rounds")
     add_threads_option(p)
 
     p = command("dwi-regions", _cmd_dwi_regions,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -43,12 +44,19 @@ class DwiInput:
         Unit gradient directions in the voxel frame of ``image`` (zeros for b=0).
     storage : Storage or None
         How the file was stored (axis codes of sidecar fields map through it).
+    pe_axis : int
+        Phase-encoding axis of ``image`` (canonical grid), from the sidecar's
+        ``PhaseEncodingDirection`` mapped through ``storage``; 1 (``j``) when absent.
+    pe_source : str
+        Where ``pe_axis`` comes from (for the log and the metrics).
     """
 
     image: nib.Nifti1Image
     bvals: np.ndarray
     bvecs: np.ndarray
     storage: Storage | None = None
+    pe_axis: int = 1
+    pe_source: str = "default: j (anterior-posterior, the usual axial EPI)"
 
     @property
     def is_b0(self) -> np.ndarray:
@@ -176,4 +184,30 @@ def load_dwi(dwi_path, bval_path, bvec_path) -> DwiInput:
     bvecs[bvals <= validate.B0_THRESHOLD] = 0.0
     logger.info("%s: %d volumes, %d b=0, shells %s", dwi_path, img.shape[3],
                 int((bvals <= validate.B0_THRESHOLD).sum()), validate.shells(bvals))
-    return DwiInput(img, bvals, bvecs, storage)
+    pe_axis, pe_source = phase_encoding_axis(dwi_path, storage)
+    return DwiInput(img, bvals, bvecs, storage, pe_axis, pe_source)
+
+
+def phase_encoding_axis(dwi_path, storage: Storage) -> tuple[int, str]:
+    """Phase-encoding axis of the canonical grid from the JSON sidecar beside the DWI
+    (``PhaseEncodingDirection``, a stored-frame axis code mapped through ``storage``);
+    axis 1 (``j``) when the sidecar or the field is absent, stated in the log."""
+    import json
+
+    sidecar = Path(str(dwi_path).removesuffix(".gz").removesuffix(".nii") + ".json")
+    code = None
+    if sidecar.exists():
+        try:
+            code = json.loads(sidecar.read_text()).get("PhaseEncodingDirection")
+        except (OSError, ValueError) as err:
+            raise PipelineInputError(sidecar, f"unreadable JSON sidecar ({err})") from err
+    if not code:
+        logger.warning("%s: no PhaseEncodingDirection in the sidecar; eddy currents are "
+                       "modelled along j (anterior-posterior, the usual axial EPI)", dwi_path)
+        return 1, "default: j (anterior-posterior, the usual axial EPI)"
+    try:
+        canonical = storage.axis(code)
+    except ValueError as err:
+        raise PipelineInputError(sidecar, f"PhaseEncodingDirection: {err}") from err
+    return "ijk".index(canonical[0]), f"sidecar PhaseEncodingDirection {code} (stored) = " \
+                                      f"{canonical} (canonical)"

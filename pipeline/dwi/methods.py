@@ -19,15 +19,22 @@ def preproc_methods(dwi: dict) -> str:
         steps.append("Rician noise floor subtracted with the MP-PCA noise map")
     if dwi["gibbs"]:
         steps.append("Gibbs-ringing removal (Kellner et al. 2016)")
+    target = ("every diffusion-weighted volume registered with ANTs (Mattes MI) to its "
+              "leave-one-out prediction from the other volumes (log-linear tensor per shell, closed-form "
+              f"hat-matrix prediction; {dwi.get('motion_rounds', 2)} rounds), as FSL eddy "
+              "(Andersson & Sotiropoulos 2016) and QSIPrep SHORELine (Cieslak et al. 2021) "
+              "do, not to b=0; b=0 volumes rigid to the first")
     motion = {
-        "affine": "every volume registered to the mean b=0 with ANTs (Mattes MI; rigid b=0, "
-                  "affine diffusion-weighted volumes for eddy currents), b-vectors rotated "
-                  "(Leemans & Jones 2009)",
-        "rigid": "every volume registered rigidly to the mean b=0 with ANTs (Mattes MI), "
-                 "b-vectors rotated (Leemans & Jones 2009)",
+        "eddy": f"{target}; rigid head motion plus eddy currents modelled as a displacement "
+                "along the phase-encoding axis linear in position (Jezzard et al. 1998), "
+                "Jacobian-modulated; b-vectors rotated by the rigid part (Leemans & Jones 2009)",
+        "rigid": f"{target}; rigid; b-vectors rotated (Leemans & Jones 2009)",
         "none": "no motion correction",
     }[dwi["motion_correction"]]
     steps.append(motion)
+    if dwi.get("replace_outlier_slices", True):
+        steps.append("slices with signal dropout (tensor residuals) replaced by the tensor "
+                     "prediction and the tensor refitted on every volume")
     text = "; ".join(steps)
     return text[0].upper() + text[1:] + "."
 

@@ -8,15 +8,10 @@ voxel frame (see :mod:`pipeline.dwi.gradients`).
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
-
-from pipeline.antsio import read_ants_affine
-from pipeline.dwi.gradients import rotate_bvecs, rotation_of
 
 logger = logging.getLogger(__name__)
 
@@ -123,34 +118,7 @@ def remove_gibbs(data: np.ndarray, *, slice_axis: int = 2, n_points: int = 3,
     return np.asarray(out, dtype=np.float32)
 
 
-@dataclass
-class MotionResult:
-    """Motion/eddy-current-corrected series.
-
-    Attributes
-    ----------
-    data : ndarray, shape (X, Y, Z, N), float32
-        Every volume resampled onto the reference grid.
-    bvecs : ndarray, shape (N, 3)
-        Gradients rotated into the reference head frame (voxel frame).
-    matrices : ndarray, shape (N, 4, 4)
-        World (RAS, mm) affine of each volume: a reference point x is found at
-        ``matrices[i] @ x`` in volume i.
-    parameters : ndarray, shape (N, 6)
-        Rigid part of each matrix: tx, ty, tz (mm), rx, ry, rz (degrees,
-        x-y-z Euler angles of the closest rotation).
-    seconds : float
-        Wall time of the registrations.
-    """
-
-    data: np.ndarray
-    bvecs: np.ndarray
-    matrices: np.ndarray
-    parameters: np.ndarray
-    seconds: float
-
-
-def _euler_xyz_deg(rotation: np.ndarray) -> np.ndarray:
+def euler_xyz_deg(rotation: np.ndarray) -> np.ndarray:
     """Angles (degrees) of R = Rz Ry Rx."""
     ry = np.arcsin(-np.clip(rotation[2, 0], -1.0, 1.0))
     rx = np.arctan2(rotation[2, 1], rotation[2, 2])
@@ -176,110 +144,13 @@ def smoothing_sigmas(shrink) -> tuple[float, ...]:
     return tuple(s / 4.0 for s in shrink[:-1]) + (0.0,)
 
 
-def _register_volume(fixed, moving, *, affine: bool, iterations, shrink, sigmas, mask=None):
-    import ants
-
-    kind = "Affine" if affine else "Rigid"
-    reg = ants.registration(
-        fixed=fixed, moving=moving, type_of_transform=kind, initial_transform="Identity",
-        aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=0.25,
-        aff_iterations=tuple(iterations), aff_shrink_factors=tuple(shrink),
-        aff_smoothing_sigmas=tuple(sigmas), mask=mask, verbose=False)
-    return reg["fwdtransforms"][0]
-
-
-def motion_correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
-                   *, b0_threshold: float = 50.0, eddy: bool = True,
-                   iterations=(60, 30), shrink=(4, 2), sigmas=None,
-                   interpolator: str = "bSpline") -> MotionResult:
-    """Register every volume to the mean b=0 and rotate its b-vector.
-
-    Parameters
-    ----------
-    data : ndarray, shape (X, Y, Z, N)
-    affine : ndarray, shape (4, 4)
-    bvals : ndarray, shape (N,)
-    bvecs : ndarray, shape (N, 3)
-        Voxel frame.
-    eddy : bool
-        Diffusion-weighted volumes get a 12-parameter affine (the eddy-current
-        shear, scale and shift along the phase-encode axis, plus motion);
-        b=0 volumes are rigid. False: rigid for every volume.
-    iterations, shrink, sigmas : sequences
-        ANTs multi-resolution schedule (iterations per level, shrink factors,
-        smoothing sigmas in voxels; default :func:`smoothing_sigmas`).
-    interpolator : str
-        ANTs interpolator of the single resampling ("bSpline", "linear",
-        "lanczosWindowedSinc"); linear blurs each volume by a different
-        sub-voxel amount, which lowers FA at tissue borders.
-
-    Returns
-    -------
-    MotionResult
-
-    Notes
-    -----
-    The b=0 volumes are first aligned rigidly to the first b=0 and averaged;
-    every volume is then registered to that mean with Mattes mutual information
-    (ANTs; diffusion-weighted and b=0 contrasts differ) and resampled once,
-    from the original volume, with ``interpolator``. The gradient of volume i is
-    rotated by the transpose of the rotation closest to its transform (Leemans &
-    Jones 2009); the shear / scale part of an eddy-current affine does not
-    rotate the gradient.
-    """
-    import ants
-
-    from pipeline.antsio import from_ants, to_ants
-    from pipeline.progress import Progress
-
-    start = time.perf_counter()
-    sigmas = smoothing_sigmas(shrink) if sigmas is None else tuple(sigmas)
-    data = np.asarray(data, dtype=np.float32)
-    n = data.shape[3]
-    is_b0 = np.asarray(bvals) <= b0_threshold
-    vol = lambda i: to_ants(nib.Nifti1Image(data[..., i], affine))  # noqa: E731
-    b0_idx = np.flatnonzero(is_b0)
-    first = vol(b0_idx[0])
-    b0s = [data[..., b0_idx[0]]]
-    for i in b0_idx[1:]:
-        path = _register_volume(first, vol(i), affine=False, iterations=iterations,
-                                shrink=shrink, sigmas=sigmas)
-        moved = ants.apply_transforms(first, vol(i), [path], interpolator="linear")
-        b0s.append(from_ants(moved).get_fdata(dtype=np.float32))
-    reference_img = nib.Nifti1Image(np.mean(b0s, axis=0).astype(np.float32), affine)
-    reference = to_ants(reference_img)
-
-    out = np.empty_like(data)
-    matrices = np.tile(np.eye(4), (n, 1, 1))
-    progress = Progress("DWI motion/eddy registration (volumes)", n, logger=logger)
-    for i in range(n):
-        progress.update()
-        moving = vol(i)
-        path = _register_volume(reference, moving, affine=eddy and not is_b0[i],
-                                iterations=iterations, shrink=shrink, sigmas=sigmas)
-        matrices[i] = read_ants_affine(path)
-        moved = ants.apply_transforms(reference, moving, [path], interpolator=interpolator)
-        out[..., i] = np.maximum(from_ants(moved).get_fdata(dtype=np.float32), 0.0)
-    rotations = np.stack([rotation_of(m[:3, :3]) for m in matrices])
-    parameters = np.column_stack([matrices[:, :3, 3],
-                                  np.stack([_euler_xyz_deg(r) for r in rotations])])
-    # rotate_bvecs zeroes the b=0 rows; the b=0 volumes are the ones this function
-    # treated as b=0 (b0_threshold)
-    rotated = rotate_bvecs(bvecs, rotations, affine, np.where(is_b0, 0.0, bvals))
-    seconds = time.perf_counter() - start
-    logger.info("motion correction: %d volumes in %.1f s; max translation %.2f mm, "
-                "max rotation %.2f deg", n, seconds, np.abs(parameters[:, :3]).max(),
-                np.abs(parameters[:, 3:]).max())
-    return MotionResult(out, rotated, matrices, parameters, seconds)
-
-
 def covered_in_every_volume(matrices: np.ndarray, affine: np.ndarray, shape) -> np.ndarray:
     """Reference voxels that every volume's transform maps inside its field of view.
 
     Parameters
     ----------
     matrices : ndarray, shape (N, 4, 4)
-        World transforms (see :class:`MotionResult`).
+        World transforms (see :class:`pipeline.dwi.correct.Correction`).
     affine : ndarray, shape (4, 4)
     shape : tuple of int
         The (X, Y, Z) grid, shared by the volumes and the reference.
@@ -308,7 +179,7 @@ def displacement_mm(matrices: np.ndarray, mask: np.ndarray, affine: np.ndarray) 
     Parameters
     ----------
     matrices : ndarray, shape (N, 4, 4)
-        World transforms (see :class:`MotionResult`).
+        World transforms (see :class:`pipeline.dwi.correct.Correction`).
     mask : ndarray of bool, shape (X, Y, Z)
     """
     ijk = np.argwhere(mask)

@@ -1,8 +1,9 @@
 """The DWI stream of one session, step by step, as pure functions.
 
 :func:`preprocess` runs denoising -> Gibbs removal -> motion / eddy-current
-correction (b-vectors rotated) -> brain mask -> tensor fit -> outlier
-slices / volumes -> refit without outlier volumes, and returns the maps and
+correction against a leave-one-out prediction (b-vectors rotated) -> brain mask ->
+tensor fit on the chosen shells -> outlier slices replaced by the prediction ->
+refit on every volume, and returns the maps and
 QC numbers; :mod:`pipeline.dwi.commands` only reads and writes files.
 """
 
@@ -17,7 +18,8 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.dwi import preprocess as pp
-from pipeline.dwi.gradients import MIN_DIRECTIONS, DwiInput
+from pipeline.dwi.correct import correct
+from pipeline.dwi.gradients import DwiInput
 from pipeline.dwi.tensor import MD_UNIT_SCALE, TensorMaps, fit_tensor, outlier_slices
 from pipeline.validate import shell_of, shells
 
@@ -40,9 +42,12 @@ class PreprocOptions:
         Remove Gibbs ringing (slice-wise, along the acquisition axis z). Off by
         default: Kellner's method assumes full k-space coverage, and on data
         without ringing it only smooths (CST FA -0.013 on the phantom).
-    motion_correction : {"affine", "rigid", "none"}
-        "affine": rigid b=0 and 12-parameter affine diffusion-weighted volumes
-        (motion + eddy currents); "rigid": 6 parameters for every volume.
+    motion_correction : {"eddy", "rigid", "none"}
+        Every diffusion-weighted volume registered to its leave-one-out tensor
+        prediction (:mod:`pipeline.dwi.correct`): "eddy" rigid motion plus eddy
+        currents along the phase-encoding axis, "rigid" motion only.
+    motion_rounds : int
+        Prediction -> registration rounds.
     motion_iterations, motion_shrink_factors : tuple of int
         ANTs schedule per resolution level.
     tensor_fit : {"WLS", "OLS", "RESTORE"}
@@ -50,10 +55,10 @@ class PreprocOptions:
         Robust z of a slice's signal deficit that flags it (see
         :func:`pipeline.dwi.tensor.outlier_slices`).
     outlier_displacement_mm : float
-        A volume displaced more than this (mean over the brain, mm) is an outlier.
-    exclude_outlier_volumes : bool
-        Refit the tensor without outlier volumes (when >= 6 diffusion-weighted
-        volumes remain).
+        A volume displaced more than this (mean over the brain, mm) is flagged (QC).
+    replace_outlier_slices : bool
+        Outlier slices (signal dropout, from the tensor residuals) take the tensor's
+        prediction and the tensor is refitted on every volume.
     dti_max_b : float
         The tensor is fitted on b=0 and the shells at or below this b-value (s/mm2):
         at high b the signal is not mono-exponential and one tensor over every shell
@@ -65,13 +70,14 @@ class PreprocOptions:
     denoise_patch_radius: int = 2
     rician_correction: bool = True
     gibbs: bool = False
-    motion_correction: str = "affine"
+    motion_correction: str = "eddy"
     motion_iterations: tuple = (60, 30)
     motion_shrink_factors: tuple = (4, 2)
     tensor_fit: str = "WLS"
     outlier_slice_z: float = 4.0
     outlier_displacement_mm: float = 2.0
-    exclude_outlier_volumes: bool = True
+    replace_outlier_slices: bool = True
+    motion_rounds: int = 2
     dti_max_b: float = 1500.0
     threads: int = 1
 
@@ -174,14 +180,19 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
     tick = time.perf_counter()
 
     n = data.shape[3]
+    b0 = data[..., is_b0].mean(axis=-1)
+    first_mask = pp.brain_mask(b0)
     if opt.motion_correction == "none":
         bvecs, matrices = dwi.bvecs.copy(), np.tile(np.eye(4), (n, 1, 1))
-        motion = np.zeros((n, 6))
+        motion, eddy = np.zeros((n, 6)), np.zeros((n, 3))
     else:
-        res = pp.motion_correct(data, affine, dwi.bvals, dwi.bvecs,
-                                eddy=opt.motion_correction == "affine",
-                                iterations=opt.motion_iterations, shrink=opt.motion_shrink_factors)
-        data, bvecs, matrices, motion = res.data, res.bvecs, res.matrices, res.parameters
+        res = correct(data, affine, dwi.bvals, dwi.bvecs, mask=first_mask, pe_axis=dwi.pe_axis,
+                      eddy=opt.motion_correction == "eddy", rounds=opt.motion_rounds,
+                      iterations=opt.motion_iterations, shrink=opt.motion_shrink_factors,
+                      sigmas=pp.smoothing_sigmas(opt.motion_shrink_factors))
+        data, bvecs, matrices, eddy = res.data, res.bvecs, res.matrices, res.eddy
+        motion = np.column_stack([matrices[:, :3, 3],
+                                  np.stack([pp.euler_xyz_deg(r) for r in res.rotations])])
     seconds["motion"] = time.perf_counter() - tick
     tick = time.perf_counter()
 
@@ -196,17 +207,23 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
     outliers = np.zeros((n, mask.shape[2]), dtype=bool)  # volumes outside the fit: none
     outliers[fit] = outlier_slices(data[..., fit], tensor.predicted, covered, dwi.bvals[fit],
                                    threshold_z=opt.outlier_slice_z)
-    outlier_volumes = outliers.any(axis=1) | (displacement > opt.outlier_displacement_mm)
-    outlier_volumes &= ~is_b0 & fit
-    keep = fit & ~outlier_volumes
-    refit = False
-    if opt.exclude_outlier_volumes and outlier_volumes.any():
-        if (keep & ~is_b0).sum() >= MIN_DIRECTIONS:
-            tensor = fit_tensor(data[..., keep], dwi.bvals[keep], bvecs[keep], mask,
-                                method=opt.tensor_fit, sigma=sigma)
-            refit = True
-        else:
-            logger.warning("too few volumes left without outliers; tensor fit keeps them all")
+    outliers[is_b0] = False
+    replaced = False
+    if opt.replace_outlier_slices and outliers.any():
+        # signal dropout: the slice takes the tensor's prediction, every volume stays in
+        # the fit (never a run-dependent subset of volumes)
+        predicted = np.zeros_like(data[..., fit])
+        predicted[mask] = tensor.predicted[mask]
+        columns = np.flatnonzero(fit)
+        for j, i in enumerate(columns):
+            for z in np.flatnonzero(outliers[i]):
+                inside = mask[:, :, z]
+                data[:, :, z, i][inside] = predicted[:, :, z, j][inside]
+        tensor = fit_tensor(data[..., fit], dwi.bvals[fit], bvecs[fit], mask,
+                            method=opt.tensor_fit, sigma=sigma)
+        replaced = True
+    # flagged for QC (dropout or a large displacement); none is left out of the fit
+    outlier_volumes = (outliers.any(axis=1) | (displacement > opt.outlier_displacement_mm)) & ~is_b0
     seconds["tensor"] = time.perf_counter() - tick
     seconds["cpu_total"] = time.process_time() - cpu_start
     logger.info("DWI steps (s): %s", {k: round(v, 1) for k, v in seconds.items()})
@@ -227,7 +244,9 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
         "dwi_fa_brain_mean": float(tensor.fa[mask].mean()) if mask.any() else float("nan"),
         "dwi_md_brain_median_um2_ms": float(np.median(tensor.md[mask]) * MD_UNIT_SCALE)
         if mask.any() else float("nan"),
-        "dwi_tensor_refit_without_outliers": bool(refit),
+        "dwi_outlier_slices_replaced": int(outliers.sum()) if replaced else 0,
+        "dwi_eddy_scale_max_percent": float(100.0 * np.abs(eddy[:, dwi.pe_axis]).max()),
+        "dwi_phase_encoding": dwi.pe_source,
         "dwi_tensor_shells": ",".join(str(b) for b in shells(dwi.bvals[fit])),
         "dwi_tensor_high_b_only": bool(high_b_only),
     }

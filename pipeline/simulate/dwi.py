@@ -183,6 +183,7 @@ def simulate_dwi(
     max_translation_mm: float = 1.0,
     max_rotation_deg: float = 1.0,
     eddy_mm: float = 0.3,
+    eddy_linear: float = 0.0,
     snr_b0: float = 25.0,
     fov_mm=(200.0, 232.0, 160.0),
     pose_translation_mm: float = 1.5,
@@ -214,6 +215,11 @@ def simulate_dwi(
         Bounds of the within-series head motion (mm, degrees).
     eddy_mm : float
         Eddy-current shift along y (mm) per unit y component of the gradient.
+    eddy_linear : float
+        Eddy-current field linear in position (Jezzard et al. 1998): the image point
+        at scanner (x, y, z) moves along y (phase encoding) by
+        ``eddy_linear * (g . (x, y, z))`` for gradient g: shear along y by g_x and
+        g_z, scale by g_y (0.01 = 1 % per unit gradient component; 0 = shift only).
     snr_b0 : float
         Mean b=0 white-matter signal over the Rician sigma; ``np.inf`` for none.
     fov_mm : tuple of float
@@ -320,8 +326,11 @@ def simulate_dwi(
         head_pose = rigid_matrix(motion[i, :3], motion[i, 3:])
         g_head = head_pose[:3, :3].T @ bvecs[:, i]
         volume = to_grid(adc_signal(compartments, bvals[i], g_head) * WM_SIGNAL_B0)
-        data[..., i] = move_head(volume, affine, head_pose, (0.0, eddy_mm * bvecs[1, i], 0.0),
-                                 order=MOTION_SPLINE_ORDER)
+        distortion = np.eye(4)
+        distortion[1, 3] = eddy_mm * bvecs[1, i]
+        distortion[1, :3] += eddy_linear * bvecs[:, i]
+        data[..., i] = move_head(volume, affine, head_pose, order=MOTION_SPLINE_ORDER,
+                                 distortion=distortion)
 
     pure_wm = (wm > 0.9) & (les < 0.01)
     b0_wm = data[..., 0][brain][pure_wm]

@@ -8,7 +8,7 @@ from scipy import ndimage
 
 def move_head(volume: np.ndarray, affine: np.ndarray, head_pose: np.ndarray,
               shift_mm=(0.0, 0.0, 0.0), *, order: int,
-              nonnegative: bool = True) -> np.ndarray:
+              nonnegative: bool = True, distortion: np.ndarray | None = None) -> np.ndarray:
     """Image of ``volume``'s head after it moved by ``head_pose``, then shifted.
 
     Parameters
@@ -22,6 +22,11 @@ def move_head(volume: np.ndarray, affine: np.ndarray, head_pose: np.ndarray,
     shift_mm : sequence of 3 floats
         Extra translation of the image in scanner mm (an eddy-current shift
         along the phase-encode axis), applied after the motion.
+    distortion : ndarray (4, 4), optional
+        An affine image distortion in scanner mm applied after the motion (an
+        eddy-current field linear in position: shear / scale along the phase-encoding
+        axis), in place of ``shift_mm``; the intensity is divided by its Jacobian
+        determinant (signal compressed into fewer voxels piles up).
     order : int
         Spline order of the resampling (1 trilinear, 3 cubic B-spline).
     nonnegative : bool
@@ -34,11 +39,13 @@ def move_head(volume: np.ndarray, affine: np.ndarray, head_pose: np.ndarray,
         Zero outside the moved field of view; with ``nonnegative`` never
         negative (a cubic spline undershoots a little at the head's edge).
     """
-    if np.allclose(head_pose, np.eye(4)) and not np.any(shift_mm):
+    if distortion is None:
+        distortion = np.eye(4)
+        distortion[:3, 3] = np.asarray(shift_mm, dtype=float)
+    if np.allclose(head_pose, np.eye(4)) and np.allclose(distortion, np.eye(4)):
         return volume
-    shift = np.eye(4)
-    shift[:3, 3] = -np.asarray(shift_mm, dtype=float)
-    vox = np.linalg.inv(affine) @ np.linalg.inv(head_pose) @ shift @ affine
+    vox = np.linalg.inv(affine) @ np.linalg.inv(head_pose) @ np.linalg.inv(distortion) @ affine
     moved = ndimage.affine_transform(volume, vox[:3, :3], offset=vox[:3, 3], order=order,
                                      mode="constant", cval=0.0)
+    moved = moved / float(np.linalg.det(distortion[:3, :3]))
     return np.maximum(moved, 0.0) if nonnegative else moved

@@ -22,7 +22,7 @@ def test_default_methods_name_no_gibbs_removal():
     ("gibbs", True, "Gibbs-ringing removal", None),
     ("denoise", "patch2self", "Patch2Self", "MP-PCA"),
     ("denoise", "none", None, "denois"),
-    ("motion_correction", "rigid", "registered rigidly", "eddy"),
+    ("motion_correction", "rigid", "leave-one-out", "eddy currents"),
     ("motion_correction", "none", "no motion correction", "b-vectors rotated"),
 ])
 def test_methods_follow_the_config(option, value, present, absent):

@@ -141,7 +141,8 @@ rule dwi_preproc:
         fit=config["dwi"]["tensor_fit"],
         slice_z=config["dwi"]["outlier_slice_z"],
         displacement=config["dwi"]["outlier_displacement_mm"],
-        exclude="yes" if config["dwi"]["exclude_outlier_volumes"] else "no",
+        replace="yes" if config["dwi"]["replace_outlier_slices"] else "no",
+        rounds=config["dwi"]["motion_rounds"],
         dti_max_b=config["dwi"]["dti_max_b"],
     shell:
         "resstore dwi-preproc --dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
@@ -157,7 +158,7 @@ rule dwi_preproc:
         " --motion-iterations {params.iterations} --motion-shrink-factors {params.shrink}"
         " --tensor-fit {params.fit} --outlier-slice-z {params.slice_z}"
         " --outlier-displacement-mm {params.displacement}"
-        " --exclude-outlier-volumes {params.exclude} --dti-max-b {params.dti_max_b}"
+        " --replace-outlier-slices {params.replace} --motion-rounds {params.rounds} --dti-max-b {params.dti_max_b}"
         " --threads {threads} --log {log} {params.on_error}"
 
 
