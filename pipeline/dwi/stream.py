@@ -185,12 +185,14 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
     if opt.motion_correction == "none":
         bvecs, matrices = dwi.bvecs.copy(), np.tile(np.eye(4), (n, 1, 1))
         motion, eddy = np.zeros((n, 6)), np.zeros((n, 3))
+        rejected = 0
     else:
         res = correct(data, affine, dwi.bvals, dwi.bvecs, mask=first_mask, pe_axis=dwi.pe_axis,
                       eddy=opt.motion_correction == "eddy", rounds=opt.motion_rounds,
                       iterations=opt.motion_iterations, shrink=opt.motion_shrink_factors,
                       sigmas=pp.smoothing_sigmas(opt.motion_shrink_factors))
         data, bvecs, matrices, eddy = res.data, res.bvecs, res.matrices, res.eddy
+        rejected = res.rejected
         motion = np.column_stack([matrices[:, :3, 3],
                                   np.stack([pp.euler_xyz_deg(r) for r in res.rotations])])
     seconds["motion"] = time.perf_counter() - tick
@@ -246,6 +248,7 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
         if mask.any() else float("nan"),
         "dwi_outlier_slices_replaced": int(outliers.sum()) if replaced else 0,
         "dwi_eddy_scale_max_percent": float(100.0 * np.abs(eddy[:, dwi.pe_axis]).max()),
+        "dwi_registrations_rejected": int(rejected),
         "dwi_phase_encoding": dwi.pe_source,
         "dwi_tensor_shells": ",".join(str(b) for b in shells(dwi.bvals[fit])),
         "dwi_tensor_high_b_only": bool(high_b_only),
