@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.dwi.gradients import rotate_bvecs
+from pipeline.dwi.register import VolumeTransform, grid_to_world, register_volume
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +99,17 @@ def loo_prediction(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
         out_values[:, b0] = (values[:, b0].sum(1, keepdims=True) - values[:, b0]) / (len(b0) - 1)
     else:
         out_values[:, b0] = values[:, b0]
-    scale = np.maximum(values[:, b0].mean(axis=1, keepdims=True), 1e-6)
-    logs = np.log(np.maximum(values / scale, LOG_FLOOR))
+    # the attenuation S/S0 is bounded by 1: where b=0 is near zero (background, or the
+    # spline ringing a resampling leaves just outside the brain), an unbounded ratio
+    # made predictions of 1e5 times the brain signal that dragged every registration
+    b0_mean = values[:, b0].mean(axis=1, keepdims=True)
+    level = float(np.percentile(b0_mean, 99)) if len(b0_mean) else 1.0
+    scale = np.maximum(b0_mean, max(level, 1e-6) * LOG_FLOOR)
+    logs = np.log(np.clip(values / scale, LOG_FLOOR, 1.0))
     for shell in np.unique(shells[shells > 0]):
         index = np.r_[b0, np.flatnonzero(shells == shell)]
         design = tensor_design(bvals[index], bvecs[index])
-        loo = np.exp(_loo(logs[:, index], design @ np.linalg.pinv(design))) * scale
+        loo = np.exp(np.minimum(_loo(logs[:, index], design @ np.linalg.pinv(design)), 0.0)) * scale
         out_values[:, index[len(b0):]] = loo[:, len(b0):]
     out = np.zeros(data.shape, dtype=np.float32)
     out[mask] = np.maximum(out_values, 0.0).astype(np.float32)
@@ -165,11 +171,6 @@ def _mean_displacement(matrix: np.ndarray, points: np.ndarray) -> float:
     return float(np.linalg.norm(moved - points, axis=1).mean())
 
 
-def _residual(volume: np.ndarray, target: np.ndarray, where: np.ndarray) -> float:
-    """Mean squared difference of two volumes inside ``where``."""
-    return float(np.mean((volume[where] - target[where]) ** 2))
-
-
 def resample(volume: np.ndarray, matrix: np.ndarray, affine: np.ndarray, *,
              order: int = 3) -> np.ndarray:
     """``volume`` at the reference grid points mapped by the world ``matrix`` (spline)."""
@@ -178,6 +179,145 @@ def resample(volume: np.ndarray, matrix: np.ndarray, affine: np.ndarray, *,
     out = ndimage.affine_transform(np.asarray(volume, np.float32), voxel[:3, :3],
                                    offset=voxel[:3, 3], order=order, mode="constant", cval=0.0)
     return np.maximum(out, 0.0)
+
+
+def loo_operator(bvals: np.ndarray, bvecs: np.ndarray) -> np.ndarray:
+    """The linear map (N, N) from each volume's log-signal to the leave-one-out
+    prediction of the others (:func:`loo_prediction`), diffusion-weighted rows and
+    columns of each shell only (b=0 rows and columns zero)."""
+    bvals = np.asarray(bvals, float)
+    shells = np.where(bvals <= 50.0, 0.0, np.round(bvals / 100.0) * 100.0)
+    b0 = np.flatnonzero(shells == 0)
+    out = np.zeros((len(bvals), len(bvals)))
+    for shell in np.unique(shells[shells > 0]):
+        index = np.r_[b0, np.flatnonzero(shells == shell)]
+        design = tensor_design(bvals[index], bvecs[index])
+        hat = design @ np.linalg.pinv(design)
+        leverage = np.clip(np.diag(hat), 0.0, MAX_LEVERAGE)
+        loo = (hat - np.diag(leverage)) / (1.0 - leverage)[:, None]
+        dw = index[len(b0):]
+        out[np.ix_(dw, dw)] = loo[len(b0):, len(b0):]
+    return out
+
+
+def _second_level(found: dict, previous: dict, bvals: np.ndarray, bvecs: np.ndarray,
+                  rotated: np.ndarray, pe_axis: int,
+                  shift_slope: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Eddy-current terms as a linear function of the gradient, undoing what the
+    prediction absorbed of them.
+
+    Each volume was registered to a prediction made from the other volumes, corrected
+    with the previous estimates: the prediction carries the part of their residual
+    distortion that the tensor model can represent, ``L (p_true - p_previous)`` with
+    ``L`` the leave-one-out operator (:func:`loo_operator`). With directions on a half
+    sphere an eddy-current term odd in the gradient is partly even over the acquired
+    directions (g_y against g_y g_z for z >= 0), so a registration to the prediction
+    recovers only part of it (half, on a 20-direction phantom). The eddy-current
+    parameters are modelled as linear in the gradient, ``p = k . g`` (as FSL eddy's
+    ``--slm=linear`` second-level model, recommended there for half-sphere data), and
+    ``k`` is the least-squares solution of ``p_found - L p_previous = (I - L)(k . g)``.
+    The three eddy coefficients take the model's values. The translation along phase
+    encoding is ``m + k . g`` (head motion plus the eddy-current offset): its motion
+    part, ``m = r + L m`` with ``r`` the residual of that fit, takes the leak ``L m``
+    from the previous motion estimate (``t_previous - shift_slope . g``).
+
+    Returns
+    -------
+    grids : dict
+        Grid-frame maps with the modelled eddy-current terms.
+    shift_slope : ndarray (3,)
+        ``k`` of the translation along phase encoding (mm per unit gradient component).
+    """
+    index = np.array(sorted(found))
+    loo = loo_operator(bvals, rotated)[np.ix_(index, index)]
+    g = np.asarray(bvecs, float)[index]
+    # no constant term: a distortion common to every volume of the shell is invisible to
+    # registrations between them (the prediction carries it too); the rigid part of it is
+    # the shell anchor's, and eddy currents follow the gradient (none without one)
+    basis = g
+    system = (np.eye(len(index)) - loo) @ basis
+    out = {}
+    measured = np.stack([np.r_[_grid_eddy(found[i], pe_axis), found[i][pe_axis, 3]]
+                         for i in index])
+    before = np.stack([np.r_[_grid_eddy(previous[i], pe_axis), previous[i][pe_axis, 3]]
+                       for i in index])
+    target = measured - loo @ before
+    theta, *_ = np.linalg.lstsq(system, target, rcond=1e-3)
+    model = basis @ theta
+    residual = target - system @ theta
+    motion_before = before[:, 3] - g @ shift_slope
+    motion = residual[:, 3] + loo @ motion_before
+    for row, i in enumerate(index):
+        grid = found[i].copy()
+        rotation = _grid_rotation(grid, pe_axis)
+        eddy = model[row, :3]
+        linear = rotation.copy()
+        linear[pe_axis] += eddy @ rotation
+        grid[:3, :3] = linear
+        # the translation along phase encoding: the eddy offset from the model, the head
+        # motion along that axis from the residual
+        grid[pe_axis, 3] = model[row, 3] + motion[row]
+        out[i] = grid
+    return out, theta[:, 3]
+
+
+def _grid_rotation(grid: np.ndarray, pe_axis: int) -> np.ndarray:
+    """Rotation R of a grid-frame map with linear part (I + u e^T) R (rows but pe)."""
+    linear = np.asarray(grid, float)[:3, :3]
+    others = [k for k in range(3) if k != pe_axis]
+    a = linear[others[0]] / np.linalg.norm(linear[others[0]])
+    b = linear[others[1]] - (linear[others[1]] @ a) * a
+    b /= np.linalg.norm(b)
+    rotation = np.zeros((3, 3))
+    rotation[others[0]], rotation[others[1]] = a, b
+    rotation[pe_axis] = np.cross(a, b)
+    if np.linalg.det(rotation) < 0:
+        rotation[pe_axis] *= -1.0
+    return rotation
+
+
+def _grid_eddy(grid: np.ndarray, pe_axis: int) -> np.ndarray:
+    """Eddy coefficients e of a grid-frame map with linear part (I + u e^T) R."""
+    rotation = _grid_rotation(grid, pe_axis)
+    return (np.asarray(grid, float)[pe_axis, :3] - rotation[pe_axis]) @ rotation.T
+
+
+
+def _rigid_mattes_dense(fixed, moving, mask) -> np.ndarray:
+    """Rigid ANTs registration (Mattes, 64 bins, full resolution) on *every* voxel of
+    ``mask``: world map fixed -> moving.
+
+    ``ants.registration`` always samples the metric on a jittered regular grid, whose
+    jitter made two runs differ by 5e-4 mm; ``antsRegistration`` itself takes the
+    sampling strategy ``None`` (dense), which repeats to the order in which ITK's
+    threads add up the metric (1e-9 mm). The command line is ANTs' own, run through
+    ANTsPy's entry point for raw arguments.
+    """
+    import os
+    import tempfile
+
+    import ants
+    from ants.internal import get_pointer_string
+
+    from pipeline.antsio import read_ants_affine
+
+    its, shrinks, smooth = ANCHOR_SCHEDULE
+    fixed, moving = fixed.clone("float"), moving.clone("float")
+    binary = mask != 0  # every image handed over by pointer stays referenced until the end
+    f, m = get_pointer_string(fixed), get_pointer_string(moving)
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = os.path.join(tmp, "anchor")
+        warped, inverse = fixed.clone(), moving.clone()
+        ants.registration([
+            "--dimensionality", "3", "--float", "1",
+            "--metric", f"Mattes[{f},{m},1,64,None]", "--transform", "Rigid[0.25]",
+            "--convergence", f"[{'x'.join(map(str, its))},1e-6,10]",
+            "--smoothing-sigmas", "x".join(f"{s:g}" for s in smooth) + "vox",
+            "--shrink-factors", "x".join(map(str, shrinks)),
+            "--masks", f"[{get_pointer_string(binary)},NA]",
+            "--output", f"[{prefix},{get_pointer_string(warped)},{get_pointer_string(inverse)}]",
+        ], None)
+        return read_ants_affine(prefix + "0GenericAffine.mat")
 
 
 @dataclass
@@ -215,7 +355,7 @@ class Correction:
 
 def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, *,
             mask: np.ndarray, pe_axis: int, eddy: bool = True, rounds: int = 2,
-            iterations=(60, 30), shrink=(4, 2), sigmas=(1.0, 0.0)) -> Correction:
+            iterations=(20, 20), shrink=(2, 1), sigmas=(1.0, 0.0)) -> Correction:
     """Register every volume to its leave-one-out prediction (see the module notes).
 
     Parameters
@@ -235,9 +375,8 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
     iterations, shrink, sigmas
         ANTs schedule per level.
     """
-    import ants
 
-    from pipeline.antsio import read_ants_affine, to_ants
+    from pipeline.antsio import to_ants
 
     start = time.perf_counter()
     data = np.asarray(data, np.float32)
@@ -251,18 +390,28 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
     rotations = np.tile(np.eye(3), (n, 1, 1))
     coefficients = np.zeros((n, 3))
 
+    to_world = grid_to_world(affine, data.shape)
+    from_world = np.linalg.inv(to_world)
+    zooms = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
+    weight = region.astype(np.float32)
+
     def register(fixed: np.ndarray, moving: np.ndarray, affine_kind: bool,
-                 schedule=(iterations, shrink, sigmas), bins: int = 32,
-                 metric: str = "mattes") -> np.ndarray:
-        its, shrinks, smooth = schedule
-        reg = ants.registration(
-            fixed=to_ants(nib.Nifti1Image(fixed, affine)),
-            moving=to_ants(nib.Nifti1Image(moving, affine)),
-            type_of_transform="Affine" if affine_kind else "Rigid",
-            initial_transform="Identity", aff_metric=metric, aff_sampling=bins,
-            aff_iterations=tuple(its), aff_shrink_factors=tuple(shrinks),
-            aff_smoothing_sigmas=tuple(smooth), mask=metric_mask, verbose=False)
-        return read_ants_affine(reg["fwdtransforms"][0])
+                 start: np.ndarray | None = None, start_eddy=None) -> np.ndarray:
+        """Same contrast: least squares (deterministic), world map fixed -> moving."""
+        init = None
+        if start is not None:
+            grid = from_world @ start @ to_world
+            init = VolumeTransform(grid[:3, :3].copy(), grid[:3, 3].copy(),
+                                   np.zeros(3) if start_eddy is None else start_eddy.copy())
+        found = register_volume(moving, fixed, weight, zooms=zooms, pe_axis=pe_axis, init=init,
+                                eddy=affine_kind, sigmas=sigmas, strides=shrink,
+                                max_iterations=iterations)
+        return to_world @ found.matrix(pe_axis) @ from_world
+
+    def register_across(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
+        """Across contrast (b=0 against a shell): ANTs rigid, Mattes mutual information."""
+        return _rigid_mattes_dense(to_ants(nib.Nifti1Image(fixed, affine)),
+                                   to_ants(nib.Nifti1Image(moving, affine)), metric_mask)
 
     # b=0 volumes: rigid to the first (same contrast)
     b0_index = np.flatnonzero(is_b0)
@@ -286,40 +435,43 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
     voxel_mm = float(np.cbrt(abs(np.linalg.det(affine[:3, :3]))))
     rejected: set[int] = set()
     prediction = None
+    dw_index = np.flatnonzero(~is_b0)
+    # round 0 saw no prediction (no leak): its translations along phase encoding give the
+    # first eddy-current offset per unit gradient (the rest is head motion)
+    start_shift = np.array([(from_world @ matrices[i] @ to_world)[pe_axis, 3] for i in dw_index])
+    shift_slope, *_ = np.linalg.lstsq(np.asarray(bvecs, float)[dw_index], start_shift, rcond=None)
     for round_ in range(rounds):
-        rotated = rotate_bvecs(bvecs, rotations, affine)
+        rotated = rotate_bvecs(bvecs, rotations, affine, bvals)
         prediction = loo_prediction(current, bvals, rotated, region)
-        kept = 0
-        for i in np.flatnonzero(~is_b0):
-            matrix = register(prediction[..., i], data[..., i], eddy, metric="mattes")
-            projected, rotation, coefficient = eddy_model(matrix, affine, pe_axis, centre)
+        grids = {}
+        for i in dw_index:
+            matrix = register(prediction[..., i], data[..., i], eddy, matrices[i],
+                              coefficients[i])
             # a map that moves the brain by more than MAX_JUMP_VOXELS from the volume's
-            # round-0 pose has diverged (seen once on a phantom volume, 2.8 mm): the
-            # round-0 pose is kept and the volume counted
-            jump = _mean_displacement(np.linalg.inv(start_pose[i]) @ projected, brain_points)
+            # round-0 pose has diverged: the round-0 pose is kept and the volume counted
+            jump = _mean_displacement(np.linalg.inv(start_pose[i]) @ matrix, brain_points)
             if jump > MAX_JUMP_VOXELS * voxel_mm:
                 logger.warning("DWI volume %d: registration to its prediction moved the brain "
                                "%.1f mm from its first pose; kept the first pose", i, jump)
                 rejected.add(int(i))
-                continue
+                matrix = start_pose[i]
+            else:
+                rejected.discard(int(i))
+            grids[i] = from_world @ matrix @ to_world
+        if eddy:
+            previous = {i: from_world @ matrices[i] @ to_world for i in dw_index}
+            grids, shift_slope = _second_level(grids, previous, bvals, bvecs, rotated, pe_axis,
+                                               shift_slope)
+        for i in dw_index:
+            matrices[i], rotations[i], coefficients[i] = eddy_model(
+                to_world @ grids[i] @ from_world, affine, pe_axis, centre)
             if not eddy:
-                coefficient = np.zeros(3)
-            # the method minimises the distance to the prediction: a map that moves the
-            # volume further from it than its current pose is not taken (on a motionless
-            # 4 mm phantom, Mattes on near-identical images wandered by up to 3 mm)
-            candidate = resample(data[..., i], projected, affine) * (1.0 + coefficient[pe_axis])
-            if (_residual(candidate, prediction[..., i], region)
-                    >= _residual(current[..., i], prediction[..., i], region)):
-                kept += 1
-                continue
-            rejected.discard(int(i))
-            matrices[i], rotations[i], coefficients[i] = projected, rotation, coefficient
+                coefficients[i] = 0.0
         current = np.stack([resample(data[..., i], matrices[i], affine)
                             * (1.0 + coefficients[i, pe_axis]) for i in range(n)], axis=-1)
         logger.info("motion/eddy round %d of %d: max translation %.2f mm, max eddy scale "
-                    "%.4f; %d volume(s) kept their pose (no closer to the prediction)",
-                    round_ + 1, rounds, np.abs(matrices[:, :3, 3]).max(),
-                    np.abs(coefficients[:, pe_axis]).max(), kept)
+                    "%.4f", round_ + 1, rounds, np.abs(matrices[:, :3, 3]).max(),
+                    np.abs(coefficients[:, pe_axis]).max())
     # anchor: the rounds align each shell to itself (its mean pose); one rigid map of
     # the b=0 frame onto each shell's mean corrected volume puts every volume in the
     # frame of the first b=0 (the reference of the b-vectors and of the other streams)
@@ -332,7 +484,7 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
         # 0.35 mm (4 mm voxels) where this finds 0.12 mm (0.04 mm at 2 mm voxels); a
         # metric restricted to tissue (no CSF, whose contrast reverses) did worse on the
         # phantom (0.9 mm) and diverged on a real b=2500 series (18 mm)
-        to_shell = register(b0_mean, shell_mean, False, schedule=ANCHOR_SCHEDULE, bins=64)
+        to_shell = register_across(b0_mean, shell_mean)
         logger.info("shell b=%g anchored to b=0: %.2f mm", shell,
                     float(np.linalg.norm(to_shell[:3, 3] + to_shell[:3, :3] @ centre - centre)))
         for i in index:
@@ -342,7 +494,7 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
                 coefficients[i] = 0.0
     current = np.stack([resample(data[..., i], matrices[i], affine)
                         * (1.0 + coefficients[i, pe_axis]) for i in range(n)], axis=-1)
-    rotated = rotate_bvecs(bvecs, rotations, affine)
+    rotated = rotate_bvecs(bvecs, rotations, affine, bvals)
     rotated[is_b0] = 0.0
     prediction = loo_prediction(current, bvals, rotated, region)
     return Correction(current.astype(np.float32), rotated, matrices, rotations, coefficients,

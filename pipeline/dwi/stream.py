@@ -71,8 +71,8 @@ class PreprocOptions:
     rician_correction: bool = True
     gibbs: bool = False
     motion_correction: str = "eddy"
-    motion_iterations: tuple = (60, 30)
-    motion_shrink_factors: tuple = (4, 2)
+    motion_iterations: tuple = (20, 20)
+    motion_shrink_factors: tuple = (2, 1)
     tensor_fit: str = "WLS"
     outlier_slice_z: float = 4.0
     outlier_displacement_mm: float = 2.0
@@ -190,7 +190,7 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
         res = correct(data, affine, dwi.bvals, dwi.bvecs, mask=first_mask, pe_axis=dwi.pe_axis,
                       eddy=opt.motion_correction == "eddy", rounds=opt.motion_rounds,
                       iterations=opt.motion_iterations, shrink=opt.motion_shrink_factors,
-                      sigmas=pp.smoothing_sigmas(opt.motion_shrink_factors))
+                      sigmas=(1.0,) * (len(opt.motion_shrink_factors) - 1) + (0.0,))
         data, bvecs, matrices, eddy = res.data, res.bvecs, res.matrices, res.eddy
         rejected = res.rejected
         motion = np.column_stack([matrices[:, :3, 3],
