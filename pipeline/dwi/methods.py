@@ -19,15 +19,21 @@ def preproc_methods(dwi: dict) -> str:
         steps.append("Rician noise floor subtracted with the MP-PCA noise map")
     if dwi["gibbs"]:
         steps.append("Gibbs-ringing removal (Kellner et al. 2016)")
-    target = ("every diffusion-weighted volume registered with ANTs (Mattes MI) to its "
-              "leave-one-out prediction from the other volumes (log-linear tensor per shell, closed-form "
-              f"hat-matrix prediction; {dwi.get('motion_rounds', 2)} rounds), as FSL eddy "
+    target = ("every diffusion-weighted volume registered by least squares to its "
+              "leave-one-out prediction from the other volumes (log-linear tensor per shell, "
+              "closed-form hat-matrix prediction; "
+              f"{dwi.get('motion_rounds', 2)} rounds), as FSL eddy "
               "(Andersson & Sotiropoulos 2016) and QSIPrep SHORELine (Cieslak et al. 2021) "
-              "do, not to b=0; b=0 volumes rigid to the first")
+              "do, not to b=0; b=0 volumes rigid to the first; each shell's mean anchored "
+              "rigidly to the mean b=0 with ANTs (Mattes mutual information)")
+    second_level = ("; eddy-current terms modelled as linear in the gradient (FSL eddy's "
+                    "second-level linear model), with the part the prediction absorbed "
+                    "undone")
     motion = {
         "eddy": f"{target}; rigid head motion plus eddy currents modelled as a displacement "
                 "along the phase-encoding axis linear in position (Jezzard et al. 1998), "
-                "Jacobian-modulated; b-vectors rotated by the rigid part (Leemans & Jones 2009)",
+                f"Jacobian-modulated{second_level}; b-vectors rotated by the rigid part "
+                "(Leemans & Jones 2009)",
         "rigid": f"{target}; rigid; b-vectors rotated (Leemans & Jones 2009)",
         "none": "no motion correction",
     }[dwi["motion_correction"]]
