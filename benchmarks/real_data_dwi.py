@@ -75,10 +75,10 @@ def part_dwi(data: Path, work: Path, threads: int) -> list[dict]:
                          "fa_r_vs_mrtrix": round(r, 4), "wm_median_fa": round(median, 4),
                          "wm_median_fa_mrtrix": round(median_ref, 4),
                          "wm_median_fa_diff_percent": round(100 * (median / median_ref - 1), 2),
-                         # volumes left out of the final tensor fit (outliers, refit)
-                         "volumes_dropped": int(res.metrics["dwi_outlier_volumes"]
-                                                if res.metrics["dwi_tensor_refit_without_outliers"]
-                                                else 0),
+                         # the stream leaves no volume out: dropout slices are replaced
+                         "slices_replaced": int(res.metrics["dwi_outlier_slices_replaced"]),
+                         "registrations_rejected": int(res.metrics["dwi_registrations_rejected"]),
+                         "eddy_scale_max_percent": round(res.metrics["dwi_eddy_scale_max_percent"], 2),
                          "mask_dice_vs_mrtrix": round(float(2 * common.sum() / (
                              res.mask.sum() + ref_brain.sum())), 3),
                          **cost,
