@@ -146,16 +146,8 @@ def eddy_model(matrix: np.ndarray, affine: np.ndarray, pe_axis: int,
     """
     direction, _ = _frame(affine)
     linear = direction.T @ np.asarray(matrix, float)[:3, :3] @ direction
-    others = [k for k in range(3) if k != pe_axis]
-    a = linear[others[0]] / np.linalg.norm(linear[others[0]])
-    b = linear[others[1]] - (linear[others[1]] @ a) * a
-    b /= np.linalg.norm(b)
-    rotation = np.zeros((3, 3))
-    rotation[others[0]], rotation[others[1]] = a, b
-    rotation[pe_axis] = np.cross(a, b)
-    if np.linalg.det(rotation) < 0:
-        rotation[pe_axis] *= -1.0
-    eddy = (linear[pe_axis] - rotation[pe_axis]) @ rotation.T
+    rotation = _grid_rotation(linear, pe_axis)
+    eddy = _grid_eddy(linear, pe_axis)
     model = rotation.copy()
     model[pe_axis] += eddy @ rotation
     out = np.eye(4)
@@ -262,7 +254,9 @@ def _second_level(found: dict, previous: dict, bvals: np.ndarray, bvecs: np.ndar
 
 
 def _grid_rotation(grid: np.ndarray, pe_axis: int) -> np.ndarray:
-    """Rotation R of a grid-frame map with linear part (I + u e^T) R (rows but pe)."""
+    """Rotation R of a map whose linear part (grid axes) is (I + u e^T) R: the rows
+    other than the phase-encoding one, orthonormalised and completed to a proper
+    rotation."""
     linear = np.asarray(grid, float)[:3, :3]
     others = [k for k in range(3) if k != pe_axis]
     a = linear[others[0]] / np.linalg.norm(linear[others[0]])
