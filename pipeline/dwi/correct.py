@@ -40,80 +40,13 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.dwi.gradients import rotate_bvecs
+from pipeline.dwi.prediction import grid_eddy, grid_rotation, loo_prediction, second_level
 from pipeline.dwi.register import VolumeTransform, grid_to_world, register_volume
 
 logger = logging.getLogger(__name__)
 
-LOG_FLOOR = 1e-3  # relative to the b=0 mean: log of the signal floored here
-MAX_LEVERAGE = 0.95  # leverage capped here: a near-interpolating fit stays bounded
 MAX_JUMP_VOXELS = 1.0  # a refined map moving the brain more than this from round 0 diverged
 ANCHOR_SCHEDULE = ((200,), (1,), (0.0,))  # iterations, shrink, smoothing of the shell anchor
-
-
-def tensor_design(bvals: np.ndarray, bvecs: np.ndarray) -> np.ndarray:
-    """Design of ``ln S = ln S0 - b g^T D g`` (columns: 1, Dxx, Dyy, Dzz, Dxy, Dxz, Dyz)."""
-    b = np.asarray(bvals, float)[:, None]
-    g = np.asarray(bvecs, float)
-    return np.column_stack([np.ones(len(b)), -b[:, 0] * g[:, 0] ** 2, -b[:, 0] * g[:, 1] ** 2,
-                            -b[:, 0] * g[:, 2] ** 2, -2 * b[:, 0] * g[:, 0] * g[:, 1],
-                            -2 * b[:, 0] * g[:, 0] * g[:, 2], -2 * b[:, 0] * g[:, 1] * g[:, 2]])
-
-
-def _loo(values: np.ndarray, hat: np.ndarray) -> np.ndarray:
-    """Leave-one-out predictions (V, N) of a linear smoother ``values @ hat.T``."""
-    leverage = np.clip(np.diag(hat), 0.0, MAX_LEVERAGE)
-    fitted = values @ hat.T
-    return (fitted - leverage * values) / (1.0 - leverage)
-
-
-def loo_prediction(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
-                   mask: np.ndarray) -> np.ndarray:
-    """Leave-one-out prediction of every diffusion-weighted volume inside ``mask``.
-
-    Per shell (b rounded to 100 s/mm2), a log-linear tensor fitted by least squares to
-    the b=0 volumes and that shell's volumes: each shell gets its own apparent tensor,
-    so the prediction holds at any b (one tensor across shells does not). The
-    leave-one-out prediction comes in closed form from the fit's hat matrix (one fit per
-    shell). b=0 volumes are predicted by the mean of the other b=0 volumes (themselves
-    when alone). A spherical-harmonic predictor (order 4, Laplace-Beltrami smoothing)
-    was tried on a real b=2500 x 20 series: leave-one-out error 12.1 % against 13.2 % for
-    the tensor, but the corrected FA agreed less with MRtrix3 (r 0.81 against 0.82).
-
-    Parameters
-    ----------
-    data : ndarray (X, Y, Z, N)
-    bvals, bvecs : ndarray (N,), (N, 3)
-        Gradients in the voxel frame of ``data``.
-    mask : ndarray of bool (X, Y, Z)
-
-    Returns
-    -------
-    ndarray (X, Y, Z, N), float32
-    """
-    bvals = np.asarray(bvals, float)
-    values = np.asarray(data[mask], dtype=np.float64)
-    out_values = np.empty_like(values)
-    shells = np.where(bvals <= 50.0, 0.0, np.round(bvals / 100.0) * 100.0)
-    b0 = np.flatnonzero(shells == 0)
-    if len(b0) > 1:
-        out_values[:, b0] = (values[:, b0].sum(1, keepdims=True) - values[:, b0]) / (len(b0) - 1)
-    else:
-        out_values[:, b0] = values[:, b0]
-    # the attenuation S/S0 is bounded by 1: where b=0 is near zero (background, or the
-    # spline ringing a resampling leaves just outside the brain), an unbounded ratio
-    # made predictions of 1e5 times the brain signal that dragged every registration
-    b0_mean = values[:, b0].mean(axis=1, keepdims=True)
-    level = float(np.percentile(b0_mean, 99)) if len(b0_mean) else 1.0
-    scale = np.maximum(b0_mean, max(level, 1e-6) * LOG_FLOOR)
-    logs = np.log(np.clip(values / scale, LOG_FLOOR, 1.0))
-    for shell in np.unique(shells[shells > 0]):
-        index = np.r_[b0, np.flatnonzero(shells == shell)]
-        design = tensor_design(bvals[index], bvecs[index])
-        loo = np.exp(np.minimum(_loo(logs[:, index], design @ np.linalg.pinv(design)), 0.0)) * scale
-        out_values[:, index[len(b0):]] = loo[:, len(b0):]
-    out = np.zeros(data.shape, dtype=np.float32)
-    out[mask] = np.maximum(out_values, 0.0).astype(np.float32)
-    return out
 
 
 def _frame(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,8 +79,8 @@ def eddy_model(matrix: np.ndarray, affine: np.ndarray, pe_axis: int,
     """
     direction, _ = _frame(affine)
     linear = direction.T @ np.asarray(matrix, float)[:3, :3] @ direction
-    rotation = _grid_rotation(linear, pe_axis)
-    eddy = _grid_eddy(linear, pe_axis)
+    rotation = grid_rotation(linear, pe_axis)
+    eddy = grid_eddy(linear, pe_axis)
     model = rotation.copy()
     model[pe_axis] += eddy @ rotation
     out = np.eye(4)
@@ -171,110 +104,6 @@ def resample(volume: np.ndarray, matrix: np.ndarray, affine: np.ndarray, *,
     out = ndimage.affine_transform(np.asarray(volume, np.float32), voxel[:3, :3],
                                    offset=voxel[:3, 3], order=order, mode="constant", cval=0.0)
     return np.maximum(out, 0.0)
-
-
-def loo_operator(bvals: np.ndarray, bvecs: np.ndarray) -> np.ndarray:
-    """The linear map (N, N) from each volume's log-signal to the leave-one-out
-    prediction of the others (:func:`loo_prediction`), diffusion-weighted rows and
-    columns of each shell only (b=0 rows and columns zero)."""
-    bvals = np.asarray(bvals, float)
-    shells = np.where(bvals <= 50.0, 0.0, np.round(bvals / 100.0) * 100.0)
-    b0 = np.flatnonzero(shells == 0)
-    out = np.zeros((len(bvals), len(bvals)))
-    for shell in np.unique(shells[shells > 0]):
-        index = np.r_[b0, np.flatnonzero(shells == shell)]
-        design = tensor_design(bvals[index], bvecs[index])
-        hat = design @ np.linalg.pinv(design)
-        leverage = np.clip(np.diag(hat), 0.0, MAX_LEVERAGE)
-        loo = (hat - np.diag(leverage)) / (1.0 - leverage)[:, None]
-        dw = index[len(b0):]
-        out[np.ix_(dw, dw)] = loo[len(b0):, len(b0):]
-    return out
-
-
-def _second_level(found: dict, previous: dict, bvals: np.ndarray, bvecs: np.ndarray,
-                  rotated: np.ndarray, pe_axis: int, shift_slope: np.ndarray) -> dict:
-    """Eddy-current terms of one shell's volumes as a linear function of the gradient,
-    undoing what the prediction absorbed of them.
-
-    Each volume was registered to a prediction made from the other volumes, corrected
-    with the previous estimates: the prediction carries the part of their residual
-    distortion that the tensor model can represent, ``L (p_true - p_previous)`` with
-    ``L`` the leave-one-out operator (:func:`loo_operator`). With directions on a half
-    sphere an eddy-current term odd in the gradient is partly even over the acquired
-    directions (g_y against g_y g_z for z >= 0), so a registration to the prediction
-    recovers only part of it (half, on a 20-direction phantom). The eddy-current
-    parameters are modelled as linear in the gradient, ``p = k . g`` (as FSL eddy's
-    ``--slm=linear`` second-level model, recommended there for half-sphere data), and
-    ``k`` is the least-squares solution of ``p_found - L p_previous = (I - L)(k . g)``.
-    The three eddy coefficients take the model's values. The translation along phase
-    encoding is ``m + k_t . g`` (head motion plus the eddy-current offset) with ``k_t =
-    shift_slope`` from round 0; its motion part solves ``(I - L)(m + k_t . g) = t_found
-    - L t_previous`` with the leak ``L m`` taken from the previous motion estimate.
-
-    Returns
-    -------
-    dict
-        Grid-frame maps with the modelled eddy-current terms.
-    """
-    index = np.array(sorted(found))
-    loo = loo_operator(bvals, rotated)[np.ix_(index, index)]
-    g = np.asarray(bvecs, float)[index]
-    # no constant term: a distortion common to every volume of the shell is invisible to
-    # registrations between them (the prediction carries it too); the rigid part of it is
-    # the shell anchor's, and eddy currents follow the gradient (none without one)
-    basis = g
-    system = (np.eye(len(index)) - loo) @ basis
-    out = {}
-    measured = np.stack([np.r_[_grid_eddy(found[i], pe_axis), found[i][pe_axis, 3]]
-                         for i in index])
-    before = np.stack([np.r_[_grid_eddy(previous[i], pe_axis), previous[i][pe_axis, 3]]
-                       for i in index])
-    target = measured - loo @ before
-    theta, *_ = np.linalg.lstsq(system, target[:, :3], rcond=1e-3)
-    model = basis @ theta
-    # translation along phase encoding: t = m + k.g with k from round 0 (no leak there,
-    # and well conditioned; fitted here with the head motion m it was not: the z row of
-    # (I - L) g is weak on a half sphere and took 1.6 mm of error from 0.3 mm of motion)
-    offset = g @ shift_slope
-    motion_before = before[:, 3] - offset
-    motion = target[:, 3] - (np.eye(len(index)) - loo) @ offset + loo @ motion_before
-    for row, i in enumerate(index):
-        grid = found[i].copy()
-        rotation = _grid_rotation(grid, pe_axis)
-        eddy = model[row, :3]
-        linear = rotation.copy()
-        linear[pe_axis] += eddy @ rotation
-        grid[:3, :3] = linear
-        # the translation along phase encoding: the eddy offset from the model, the head
-        # motion along that axis from the residual
-        grid[pe_axis, 3] = offset[row] + motion[row]
-        out[i] = grid
-    return out
-
-
-def _grid_rotation(grid: np.ndarray, pe_axis: int) -> np.ndarray:
-    """Rotation R of a map whose linear part (grid axes) is (I + u e^T) R: the rows
-    other than the phase-encoding one, orthonormalised and completed to a proper
-    rotation."""
-    linear = np.asarray(grid, float)[:3, :3]
-    others = [k for k in range(3) if k != pe_axis]
-    a = linear[others[0]] / np.linalg.norm(linear[others[0]])
-    b = linear[others[1]] - (linear[others[1]] @ a) * a
-    b /= np.linalg.norm(b)
-    rotation = np.zeros((3, 3))
-    rotation[others[0]], rotation[others[1]] = a, b
-    rotation[pe_axis] = np.cross(a, b)
-    if np.linalg.det(rotation) < 0:
-        rotation[pe_axis] *= -1.0
-    return rotation
-
-
-def _grid_eddy(grid: np.ndarray, pe_axis: int) -> np.ndarray:
-    """Eddy coefficients e of a grid-frame map with linear part (I + u e^T) R."""
-    rotation = _grid_rotation(grid, pe_axis)
-    return (np.asarray(grid, float)[pe_axis, :3] - rotation[pe_axis]) @ rotation.T
-
 
 
 def _rigid_mattes_dense(fixed, moving, mask) -> np.ndarray:
@@ -462,7 +291,7 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
             for shell in shift_slope:
                 index = np.flatnonzero(shells == shell)
                 previous = {i: from_world @ matrices[i] @ to_world for i in index}
-                grids.update(_second_level({i: grids[i] for i in index}, previous, bvals,
+                grids.update(second_level({i: grids[i] for i in index}, previous, bvals,
                                            bvecs, rotated, pe_axis, shift_slope[shell]))
         for i in dw_index:
             matrices[i], rotations[i], coefficients[i] = eddy_model(

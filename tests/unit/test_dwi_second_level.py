@@ -1,11 +1,11 @@
 """The second-level eddy-current model undoes what a leave-one-out prediction absorbs
-(pipeline.dwi.correct._second_level), checked on exact synthetic maps."""
+(pipeline.dwi.prediction.second_level), checked on exact synthetic maps."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.dwi.correct import _grid_eddy, _second_level, loo_operator
+from pipeline.dwi.prediction import grid_eddy, loo_operator, second_level
 from pipeline.simulate.tensor import gradient_scheme
 
 
@@ -47,8 +47,8 @@ def test_leak_of_a_half_sphere_scheme_is_undone_exactly():
                 for i in dw}
     naive_error = np.abs(found_terms[dw, 1] - truth[dw, 1]).max()
     # the offset per unit gradient as round 0 measures it (no prediction, no leak)
-    out = _second_level(found, previous, bvals, bvecs, bvecs, pe, k[:, 3])
-    eddy = np.stack([_grid_eddy(out[i], pe) for i in dw])
+    out = second_level(found, previous, bvals, bvecs, bvecs, pe, k[:, 3])
+    eddy = np.stack([grid_eddy(out[i], pe) for i in dw])
     shift = np.array([out[i][pe, 3] for i in dw])
     assert np.allclose(eddy, truth[dw, :3], atol=1e-9)
     assert np.allclose(shift, truth[dw, 3], atol=1e-9)
