@@ -15,6 +15,10 @@ Parts (``--parts``; default all):
   (``pipeline.dwi.stream.preprocess``) against MRtrix3 ``dwi2tensor`` on the
   raw data: FA correlation inside a common brain mask, white-matter median FA
   (reference FA >= 0.2), volumes dropped, run time;
+* ``dwi-planted``: real anatomy with known truth: the AP series' own tensor predicts a
+  clean series, motion and eddy currents are planted (``still``: none), Rician noise at
+  the real level; FA against the truth and the recovered maps against the planted
+  ones, corrected and uncorrected (``real_data_dwi_planted.py``);
 * ``isles``: the acute ISLES'22 DWI/ADC: the acute core (DWI-bright, ADC below
   620e-6 mm2/s) and the median ADC of each component;
 * ``flair``: a real FLAIR (lesion status unknown; no T1w, so the FLAIR stands in
@@ -47,6 +51,7 @@ from pathlib import Path
 import pandas as pd
 from real_data_anat import COLIN, part_anat
 from real_data_dwi import part_dwi
+from real_data_dwi_planted import part_dwi_planted
 from real_data_lesion import part_flair, part_isles, part_soop
 
 log = logging.getLogger("real_data")
@@ -91,8 +96,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the real-data folder (MANIFEST.md)")
     parser.add_argument("--out", type=Path, required=True, help="work and output folder")
-    parser.add_argument("--parts", nargs="+", default=["soop", "isles", "flair", "dwi", "anat"],
-                        choices=["soop", "isles", "flair", "dwi", "anat"])
+    parser.add_argument("--parts", nargs="+",
+                        default=["soop", "isles", "flair", "dwi", "dwi-planted", "anat"],
+                        choices=["soop", "isles", "flair", "dwi", "dwi-planted", "anat"])
     parser.add_argument("--threads", type=int, default=2, help="ITK threads per step")
     parser.add_argument("--colin", type=Path, default=COLIN, help="Colin27 T1 (mricron-data)")
     parser.add_argument("--docs", type=Path,
@@ -106,6 +112,7 @@ def main(argv=None) -> int:
     rows: list[dict] = []
     parts = {"soop": lambda: part_soop(args.data, args.out),
              "dwi": lambda: part_dwi(args.data, args.out, args.threads),
+             "dwi-planted": lambda: part_dwi_planted(args.data, args.out, args.threads),
              "anat": lambda: part_anat(args.data, args.out, args.threads, args.colin),
              "isles": lambda: part_isles(args.data, args.out),
              "flair": lambda: part_flair(args.data, args.out, args.threads)}

@@ -27,6 +27,7 @@ def _cmd_dwi_preproc(args) -> None:
         denoise=args.denoise, denoise_patch_radius=args.denoise_patch_radius,
         rician_correction=args.rician_correction == "yes", gibbs=args.gibbs == "yes",
         motion_correction=args.motion_correction, motion_rounds=args.motion_rounds,
+        anchor_max_b_step=args.anchor_max_b_step,
         motion_iterations=tuple(args.motion_iterations),
         motion_shrink_factors=tuple(args.motion_shrink_factors), tensor_fit=args.tensor_fit,
         outlier_slice_z=args.outlier_slice_z, outlier_displacement_mm=args.outlier_displacement_mm,
@@ -163,7 +164,8 @@ def register(command) -> None:
     p.add_argument("--out-preproc", help="preprocessed 4D DWI (+ .bval/.bvec beside it)")
     dwi(p, "denoise", "denoise_patch_radius", "rician_correction", "gibbs", "motion_correction",
         "motion_iterations", "motion_shrink_factors", "tensor_fit", "outlier_slice_z",
-        "outlier_displacement_mm", "replace_outlier_slices", "dti_max_b", "motion_rounds")
+        "outlier_displacement_mm", "replace_outlier_slices", "dti_max_b", "motion_rounds",
+        "anchor_max_b_step")
     add_threads_option(p)
 
     p = command("dwi-regions", _cmd_dwi_regions,

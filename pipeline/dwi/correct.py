@@ -11,22 +11,35 @@ The predictor is a log-linear diffusion tensor per shell fitted by least squares
 leave-one-out prediction comes from the hat matrix in closed form (one fit per shell
 and round, not one per volume): for the linear model ``y = X beta`` with hat matrix
 ``H``, the prediction of ``y_i`` without ``y_i`` is ``(yhat_i - H_ii y_i) / (1 - H_ii)``
-(Cook & Weisberg 1982). The registration is ANTs' with Mattes mutual information
-(fixed seed): mean squares, the natural metric between a volume and its prediction,
-diverged on a real b=2500 volume with signal dropout (16 mm), Mattes did not. Its
-12-parameter affine is reduced to the eddy-current model: a rigid head motion
-followed by a displacement along the phase-encoding axis that is linear in position
-(shear and scale along that axis plus an offset; Jezzard et al. 1998), projected about
-the brain's centre; the rigid part alone rotates the b-vector (Leemans & Jones 2009),
-and the Jacobian of the eddy-current part modulates the intensity, as eddy does.
-Before the first prediction, every volume is aligned rigidly to its shell's mean (a
-sharp target of its own contrast without angular detail): a prediction from a series
-still misaligned by a few degrees is blurred, and the head rotations were then
-recovered only by about a third. Then ``rounds`` rounds, each predicting from the
-series the previous one corrected and registering the input volume afresh. Last, each
-shell's mean corrected volume is registered rigidly to the mean b=0 (Mattes MI, across
-contrast, once per shell) and that map is composed with every volume's, so the series
-is in the frame of the first b=0.
+(Cook & Weisberg 1982). Volumes of one contrast are registered by least squares
+(Levenberg-Marquardt on the rigid + eddy-current model, ``pipeline.dwi.register``):
+deterministic, bit for bit. The map is a rigid head motion followed by a displacement
+along the phase-encoding axis that is linear in position (shear and scale along that
+axis plus an offset; Jezzard et al. 1998), about the brain's centre; the rigid part
+alone rotates the b-vector (Leemans & Jones 2009), and the Jacobian of the
+eddy-current part modulates the intensity, as eddy does. The eddy-current terms are
+modelled as linear in the gradient (FSL eddy's second-level model,
+``pipeline.dwi.prediction.second_level``); the rigid parameters have the prediction's
+leak undone on the patterns a leave-one-out registration can see
+(``pipeline.dwi.prediction.undo_rigid_leak``): the N - 6 patterns of one shell that its
+tensor cannot represent.
+
+``rounds`` rounds, each predicting from the series the previous one corrected and
+registering the input volumes afresh, start from no motion, as eddy does. A first
+alignment of every volume to its shell's mean (once used here to start from) is
+biased on real anatomy: on the real b=2500 series with no distortion planted it
+invented 1.1 mm of displacement per volume, because a volume's anisotropic contrast is
+not its shell mean's, and that bias lies on the patterns the rounds cannot see. Volumes are resampled once, with their whole map, by cubic
+spline; outside the field of view the edge slice continues (``mode="nearest"``), as a
+zero there turned the first and last slices' FA into noise.
+
+Last, the shells are put in the frame of the first b=0: each shell's mean corrected
+volume is registered rigidly (Mattes MI, across contrast) to the level below it (b=0,
+or the next lower shell) when the two b-values differ by at most ``anchor_max_step``,
+and that map is composed with every volume's (FSL eddy's post-hoc alignment of shells,
+"PEAS"). A larger step is not anchored, with a warning: between b=0 and b=2500 the
+anchor was off by 0.4-0.9 mm on real anatomy with no offset planted (exact at
+b=1000-2000), more than it corrects.
 """
 
 from __future__ import annotations
@@ -40,12 +53,13 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.dwi.gradients import rotate_bvecs
-from pipeline.dwi.prediction import grid_eddy, grid_rotation, loo_prediction, second_level
+from pipeline.dwi.prediction import (grid_eddy, grid_rotation, loo_prediction, second_level,
+                                     undo_rigid_leak)
 from pipeline.dwi.register import VolumeTransform, grid_to_world, register_volume
 
 logger = logging.getLogger(__name__)
 
-MAX_JUMP_VOXELS = 1.0  # a refined map moving the brain more than this from round 0 diverged
+MAX_JUMP_VOXELS = 3.0  # a round moving the brain more than this from its last pose diverged
 ANCHOR_SCHEDULE = ((200,), (1,), (0.0,))  # iterations, shrink, smoothing of the shell anchor
 
 
@@ -102,8 +116,14 @@ def resample(volume: np.ndarray, matrix: np.ndarray, affine: np.ndarray, *,
     inverse = np.linalg.inv(affine)
     voxel = inverse @ matrix @ affine
     out = ndimage.affine_transform(np.asarray(volume, np.float32), voxel[:3, :3],
-                                   offset=voxel[:3, 3], order=order, mode="constant", cval=0.0)
+                                   offset=voxel[:3, 3], order=order, mode="nearest")
     return np.maximum(out, 0.0)
+
+
+def _resample_series(data, matrices, coefficients, affine, pe_axis) -> np.ndarray:
+    """Every volume resampled once with its whole map, Jacobian-modulated."""
+    return np.stack([resample(data[..., i], matrices[i], affine)
+                     * (1.0 + coefficients[i, pe_axis]) for i in range(data.shape[3])], axis=-1)
 
 
 def _rigid_mattes_dense(fixed, moving, mask) -> np.ndarray:
@@ -162,7 +182,9 @@ class Correction:
     prediction : ndarray (X, Y, Z, N), float32
         The leave-one-out prediction of the corrected series.
     rejected : int
-        Volumes whose registration to the prediction diverged (round-0 pose kept).
+        Volumes whose registration to the prediction diverged (last pose kept).
+    anchored : dict
+        Shell b-value -> whether it was anchored to the level below.
     seconds : float
     """
 
@@ -173,12 +195,14 @@ class Correction:
     eddy: np.ndarray
     prediction: np.ndarray
     rejected: int
+    anchored: dict
     seconds: float
 
 
 def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, *,
             mask: np.ndarray, pe_axis: int, eddy: bool = True, rounds: int = 2,
-            iterations=(20, 20), shrink=(2, 1), sigmas=(1.0, 0.0)) -> Correction:
+            iterations=(20, 20), shrink=(2, 1), sigmas=(1.0, 0.0),
+            anchor_max_step: float = 1500.0) -> Correction:
     """Register every volume to its leave-one-out prediction (see the module notes).
 
     Parameters
@@ -196,7 +220,9 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
     rounds : int
         Prediction -> registration rounds.
     iterations, shrink, sigmas
-        ANTs schedule per level.
+        Least-squares schedule per level (iterations, cost-voxel strides, smoothing).
+    anchor_max_step : float
+        Largest b-value step (s/mm2) across which a shell is anchored to the level below.
     """
 
     from pipeline.antsio import to_ants
@@ -242,33 +268,13 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
         matrix = register(data[..., b0_index[0]], data[..., i], False)
         matrices[i], rotations[i], _ = eddy_model(matrix, affine, pe_axis, centre)
         coefficients[i] = 0.0
-    # round 0: each volume rigidly to its shell's mean (a sharp target of its contrast,
-    # with no angular detail): the gross head motion, so that the first prediction is
-    # made from an aligned series
     shells = np.where(is_b0, 0.0, np.round(bvals / 100.0) * 100.0)
-    for shell in np.unique(shells[~is_b0]):
-        index = np.flatnonzero(shells == shell)
-        mean = data[..., index].mean(axis=-1)
-        for i in index:
-            matrix = register(mean, data[..., i], False)
-            matrices[i], rotations[i], _ = eddy_model(matrix, affine, pe_axis, centre)
-    current = np.stack([resample(data[..., i], matrices[i], affine) for i in range(n)], axis=-1)
-    start_pose = matrices.copy()
-    brain_points = nib.affines.apply_affine(affine, np.argwhere(mask))
+    current = _resample_series(data, matrices, coefficients, affine, pe_axis)
     voxel_mm = float(np.cbrt(abs(np.linalg.det(affine[:3, :3]))))
+    brain_points = nib.affines.apply_affine(affine, np.argwhere(mask))
     rejected: set[int] = set()
     prediction = None
     dw_index = np.flatnonzero(~is_b0)
-    # round 0 saw no prediction (no leak): its translations along phase encoding give the
-    # first eddy-current offset per unit gradient (the rest is head motion)
-    # (per shell: eddy currents grow with the gradient's amplitude and timing)
-    shift_slope = {}
-    for shell in np.unique(shells[~is_b0]):
-        index = np.flatnonzero(shells == shell)
-        start_shift = np.array([(from_world @ matrices[i] @ to_world)[pe_axis, 3]
-                                for i in index])
-        shift_slope[shell], *_ = np.linalg.lstsq(np.asarray(bvecs, float)[index], start_shift,
-                                                 rcond=None)
     for round_ in range(rounds):
         rotated = rotate_bvecs(bvecs, rotations, affine, bvals)
         prediction = loo_prediction(current, bvals, rotated, region)
@@ -276,57 +282,61 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
         for i in dw_index:
             matrix = register(prediction[..., i], data[..., i], eddy, matrices[i],
                               coefficients[i])
-            # a map that moves the brain by more than MAX_JUMP_VOXELS from the volume's
-            # round-0 pose has diverged: the round-0 pose is kept and the volume counted
-            jump = _mean_displacement(np.linalg.inv(start_pose[i]) @ matrix, brain_points)
+            # a round that moves the brain by more than MAX_JUMP_VOXELS from the volume's
+            # last pose has diverged (signal dropout): that pose is kept and counted
+            jump = _mean_displacement(np.linalg.inv(matrices[i]) @ matrix, brain_points)
             if jump > MAX_JUMP_VOXELS * voxel_mm:
                 logger.warning("DWI volume %d: registration to its prediction moved the brain "
-                               "%.1f mm from its first pose; kept the first pose", i, jump)
+                               "%.1f mm from its last pose; kept that pose", i, jump)
                 rejected.add(int(i))
-                matrix = start_pose[i]
+                matrix = matrices[i]
             else:
                 rejected.discard(int(i))
             grids[i] = from_world @ matrix @ to_world
-        if eddy:
-            for shell in shift_slope:
-                index = np.flatnonzero(shells == shell)
-                previous = {i: from_world @ matrices[i] @ to_world for i in index}
+        for shell in np.unique(shells[~is_b0]):
+            index = np.flatnonzero(shells == shell)
+            previous = {i: from_world @ matrices[i] @ to_world for i in index}
+            grids.update(undo_rigid_leak({i: grids[i] for i in index}, previous, bvals,
+                                         rotated, pe_axis))
+            if eddy:
                 grids.update(second_level({i: grids[i] for i in index}, previous, bvals,
-                                           bvecs, rotated, pe_axis, shift_slope[shell]))
+                                           bvecs, rotated, pe_axis))
         for i in dw_index:
             matrices[i], rotations[i], coefficients[i] = eddy_model(
                 to_world @ grids[i] @ from_world, affine, pe_axis, centre)
             if not eddy:
                 coefficients[i] = 0.0
-        current = np.stack([resample(data[..., i], matrices[i], affine)
-                            * (1.0 + coefficients[i, pe_axis]) for i in range(n)], axis=-1)
+        current = _resample_series(data, matrices, coefficients, affine, pe_axis)
         logger.info("motion/eddy round %d of %d: max translation %.2f mm, max eddy scale "
                     "%.4f", round_ + 1, rounds, np.abs(matrices[:, :3, 3]).max(),
                     np.abs(coefficients[:, pe_axis]).max())
-    # anchor: the rounds align each shell to itself (its mean pose); one rigid map of
-    # the b=0 frame onto each shell's mean corrected volume puts every volume in the
-    # frame of the first b=0 (the reference of the b-vectors and of the other streams)
-    b0_mean = current[..., is_b0].mean(axis=-1)
+    # anchor: the rounds align each shell to itself (its mean pose); a rigid map of each
+    # shell's mean onto the level below (b=0, or the next lower shell) puts every volume
+    # in the frame of the first b=0 (the reference of the b-vectors and other streams)
+    level_b, level_mean, level_map = 0.0, current[..., is_b0].mean(axis=-1), np.eye(4)
+    anchored = {}
     for shell in np.unique(shells[~is_b0]):
         index = np.flatnonzero(shells == shell)
         shell_mean = current[..., index].mean(axis=-1)
-        # across contrast, so at full resolution without smoothing and with 64 histogram
-        # bins: on a motionless phantom the coarse-to-fine schedule of the volumes found
-        # 0.35 mm (4 mm voxels) where this finds 0.12 mm (0.04 mm at 2 mm voxels); a
-        # metric restricted to tissue (no CSF, whose contrast reverses) did worse on the
-        # phantom (0.9 mm) and diverged on a real b=2500 series (18 mm)
-        to_shell = register_across(b0_mean, shell_mean)
-        logger.info("shell b=%g anchored to b=0: %.2f mm", shell,
+        if shell - level_b > anchor_max_step:
+            logger.warning("shell b=%g not anchored to b=%g (step above %g s/mm2): its volumes "
+                           "keep their mean pose", shell, level_b, anchor_max_step)
+            anchored[float(shell)] = False
+            continue
+        # across contrast, so at full resolution without smoothing, 64 histogram bins
+        to_shell = register_across(level_mean, shell_mean) @ level_map
+        logger.info("shell b=%g anchored to b=%g: %.2f mm", shell, level_b,
                     float(np.linalg.norm(to_shell[:3, 3] + to_shell[:3, :3] @ centre - centre)))
         for i in index:
             matrices[i], rotations[i], coefficients[i] = eddy_model(
                 matrices[i] @ to_shell, affine, pe_axis, centre)
             if not eddy:
                 coefficients[i] = 0.0
-    current = np.stack([resample(data[..., i], matrices[i], affine)
-                        * (1.0 + coefficients[i, pe_axis]) for i in range(n)], axis=-1)
+        anchored[float(shell)] = True
+        level_b, level_mean, level_map = shell, shell_mean, to_shell
+    current = _resample_series(data, matrices, coefficients, affine, pe_axis)
     rotated = rotate_bvecs(bvecs, rotations, affine, bvals)
     rotated[is_b0] = 0.0
     prediction = loo_prediction(current, bvals, rotated, region)
     return Correction(current.astype(np.float32), rotated, matrices, rotations, coefficients,
-                      prediction, len(rejected), time.perf_counter() - start)
+                      prediction, len(rejected), anchored, time.perf_counter() - start)

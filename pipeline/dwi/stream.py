@@ -48,8 +48,10 @@ class PreprocOptions:
         currents along the phase-encoding axis, "rigid" motion only.
     motion_rounds : int
         Prediction -> registration rounds.
+    anchor_max_b_step : float
+        Largest b-value step across which a shell is anchored to the level below.
     motion_iterations, motion_shrink_factors : tuple of int
-        ANTs schedule per resolution level.
+        Least-squares schedule per level (iterations, cost-voxel strides).
     tensor_fit : {"WLS", "OLS", "RESTORE"}
     outlier_slice_z : float
         Robust z of a slice's signal deficit that flags it (see
@@ -78,6 +80,7 @@ class PreprocOptions:
     outlier_displacement_mm: float = 2.0
     replace_outlier_slices: bool = True
     motion_rounds: int = 2
+    anchor_max_b_step: float = 1500.0
     dti_max_b: float = 1500.0
     threads: int = 1
 
@@ -114,6 +117,7 @@ class PreprocResult:
     outlier_volumes: np.ndarray
     metrics: dict
     seconds: dict = field(default_factory=dict)
+    matrices: np.ndarray | None = None  # world maps, reference point -> volume point
 
 
 def tensor_volumes(bvals: np.ndarray, max_b: float) -> tuple[np.ndarray, bool]:
@@ -186,13 +190,16 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
         bvecs, matrices = dwi.bvecs.copy(), np.tile(np.eye(4), (n, 1, 1))
         motion, eddy = np.zeros((n, 6)), np.zeros((n, 3))
         rejected = 0
+        not_anchored = []
     else:
         res = correct(data, affine, dwi.bvals, dwi.bvecs, mask=first_mask, pe_axis=dwi.pe_axis,
                       eddy=opt.motion_correction == "eddy", rounds=opt.motion_rounds,
                       iterations=opt.motion_iterations, shrink=opt.motion_shrink_factors,
-                      sigmas=(1.0,) * (len(opt.motion_shrink_factors) - 1) + (0.0,))
+                      sigmas=(1.0,) * (len(opt.motion_shrink_factors) - 1) + (0.0,),
+                      anchor_max_step=opt.anchor_max_b_step)
         data, bvecs, matrices, eddy = res.data, res.bvecs, res.matrices, res.eddy
         rejected = res.rejected
+        not_anchored = [b for b, done in res.anchored.items() if not done]
         motion = np.column_stack([matrices[:, :3, 3],
                                   np.stack([pp.euler_xyz_deg(r) for r in res.rotations])])
     seconds["motion"] = time.perf_counter() - tick
@@ -249,12 +256,13 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
         "dwi_outlier_slices_replaced": int(outliers.sum()) if replaced else 0,
         "dwi_eddy_scale_max_percent": float(100.0 * np.abs(eddy[:, dwi.pe_axis]).max()),
         "dwi_registrations_rejected": int(rejected),
+        "dwi_shells_not_anchored": ",".join(f"{b:g}" for b in not_anchored),
         "dwi_phase_encoding": dwi.pe_source,
         "dwi_tensor_shells": ",".join(str(b) for b in shells(dwi.bvals[fit])),
         "dwi_tensor_high_b_only": bool(high_b_only),
     }
     return PreprocResult(affine, data, dwi.bvals, bvecs, b0, mask, tensor, motion, displacement,
-                         outliers, outlier_volumes, metrics, seconds)
+                         outliers, outlier_volumes, metrics, seconds, matrices)
 
 
 def motion_table(result: PreprocResult):

@@ -143,6 +143,7 @@ rule dwi_preproc:
         displacement=config["dwi"]["outlier_displacement_mm"],
         replace="yes" if config["dwi"]["replace_outlier_slices"] else "no",
         rounds=config["dwi"]["motion_rounds"],
+        anchor_step=config["dwi"]["anchor_max_b_step"],
         dti_max_b=config["dwi"]["dti_max_b"],
     shell:
         "resstore dwi-preproc --dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
@@ -158,7 +159,8 @@ rule dwi_preproc:
         " --motion-iterations {params.iterations} --motion-shrink-factors {params.shrink}"
         " --tensor-fit {params.fit} --outlier-slice-z {params.slice_z}"
         " --outlier-displacement-mm {params.displacement}"
-        " --replace-outlier-slices {params.replace} --motion-rounds {params.rounds} --dti-max-b {params.dti_max_b}"
+        " --replace-outlier-slices {params.replace} --motion-rounds {params.rounds}"
+        " --anchor-max-b-step {params.anchor_step} --dti-max-b {params.dti_max_b}"
         " --threads {threads} --log {log} {params.on_error}"
 
 
