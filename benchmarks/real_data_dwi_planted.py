@@ -157,7 +157,7 @@ def part_dwi_planted(data: Path, work: Path, threads: int) -> list[dict]:
             # (the shell's offset from b=0, which only the anchor can see)
             dw = np.flatnonzero(np.asarray(dwi.bvals) > 50)
             moved = np.stack([points @ (a - b)[:3, :3].T + (a - b)[:3, 3]
-                              for a, b in zip(res.matrices[dw], truth["maps"][dw])])
+                              for a, b in zip(res.matrices[dw], truth["maps"][dw], strict=True)])
             error = np.linalg.norm(moved, axis=2).mean(axis=1)
             relative = np.linalg.norm(moved - moved.mean(axis=0), axis=2).mean(axis=1)
             median, median_ref = float(np.median(ours[wm])), float(np.median(ref[wm]))

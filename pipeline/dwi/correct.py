@@ -29,9 +29,10 @@ registering the input volumes afresh, start from no motion, as eddy does. A firs
 alignment of every volume to its shell's mean (once used here to start from) is
 biased on real anatomy: on the real b=2500 series with no distortion planted it
 invented 1.1 mm of displacement per volume, because a volume's anisotropic contrast is
-not its shell mean's, and that bias lies on the patterns the rounds cannot see. Volumes are resampled once, with their whole map, by cubic
-spline; outside the field of view the edge slice continues (``mode="nearest"``), as a
-zero there turned the first and last slices' FA into noise.
+not its shell mean's, and that bias lies on the patterns the rounds cannot see.
+Volumes are resampled once, with their whole map, by cubic spline; outside the field
+of view the edge slice continues (``mode="nearest"``), as a zero there turned the
+first and last slices' FA into noise.
 
 Last, the shells are put in the frame of the first b=0: each shell's mean corrected
 volume is registered rigidly (Mattes MI, across contrast) to the level below it (b=0,
@@ -53,8 +54,7 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.dwi.gradients import rotate_bvecs
-from pipeline.dwi.prediction import (grid_eddy, grid_rotation, loo_prediction, second_level,
-                                     undo_rigid_leak)
+from pipeline.dwi.prediction import grid_eddy, grid_rotation, loo_prediction, second_level, undo_rigid_leak
 from pipeline.dwi.register import VolumeTransform, grid_to_world, register_volume
 
 logger = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from scipy import ndimage
 from pipeline.antsio import ANTS_SEED
 from pipeline.dwi.correct import correct
 from pipeline.dwi.gradients import load_dwi
+from pipeline.dwi.prediction import loo_operator, observable
 from pipeline.dwi.preprocess import covered_in_every_volume, displacement_mm, euler_xyz_deg
 from pipeline.dwi.stream import PreprocOptions, preprocess
-from pipeline.dwi.prediction import loo_operator, observable
 from pipeline.dwi.tensor import fit_tensor, outlier_slices
 from pipeline.simulate.dwi import simulate_dwi
 from pipeline.simulate.space import SessionMap, random_subject_warp, rigid_matrix
