@@ -14,7 +14,9 @@ Parts (``--parts``; default all):
 * ``dwi``: the real Siemens AP/PA pair (b=2500): the whole DWI stream
   (``pipeline.dwi.stream.preprocess``) against MRtrix3 ``dwi2tensor`` on the
   raw data: FA correlation inside a common brain mask, white-matter median FA
-  (reference FA >= 0.2), volumes dropped, run time;
+  (reference FA >= 0.2, and both maps' mean >= 0.2), volumes dropped, run time;
+  the FA of AP against PA, corrected and not (eddy currents flip with the phase
+  encoding: a correction brings them closer);
 * ``dwi-planted``: real anatomy with known truth: the AP series' own tensor predicts a
   clean series, motion and eddy currents are planted (``still``: none), Rician noise at
   the real level; FA against the truth and the recovered maps against the planted

@@ -202,7 +202,7 @@ class Correction:
 def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, *,
             mask: np.ndarray, pe_axis: int, eddy: bool = True, rounds: int = 2,
             iterations=(20, 20), shrink=(2, 1), sigmas=(1.0, 0.0),
-            anchor_max_step: float = 1500.0) -> Correction:
+            anchor_max_step: float = 2000.0) -> Correction:
     """Register every volume to its leave-one-out prediction (see the module notes).
 
     Parameters

@@ -27,7 +27,7 @@ def preproc_methods(dwi: dict) -> str:
               "do, not to b=0, starting from no motion; b=0 volumes rigid to the first; each "
               "shell's mean anchored rigidly to the level below (b=0 or the next lower "
               "shell) with ANTs (Mattes mutual information) when the b-value step is at most "
-              f"{dwi.get('anchor_max_b_step', 1500):g} s/mm2, else left in its mean pose")
+              f"{dwi.get('anchor_max_b_step', 2000):g} s/mm2, else left in its mean pose")
     second_level = ("; eddy-current terms modelled as linear in the gradient (FSL eddy's "
                     "second-level linear model), with the part the prediction absorbed "
                     "undone")

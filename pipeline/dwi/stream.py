@@ -80,7 +80,7 @@ class PreprocOptions:
     outlier_displacement_mm: float = 2.0
     replace_outlier_slices: bool = True
     motion_rounds: int = 2
-    anchor_max_b_step: float = 1500.0
+    anchor_max_b_step: float = 2000.0
     dti_max_b: float = 1500.0
     threads: int = 1
 
