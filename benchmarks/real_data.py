@@ -65,12 +65,16 @@ FLOORS = {"mm": 0.05, "ml": 0.5, "fa": 0.005, "fraction": 0.01}
 
 
 def storage_flags(rows: list[dict]) -> list[str]:
-    """Metrics that change with storage beyond 1 % or their floor, per scan."""
+    """Metrics that change with storage beyond 1 % or their floor, per scan (and per
+    correction, where a part compares corrected and uncorrected runs)."""
     flags = []
     frame = pd.DataFrame([r for r in rows if " vs " not in r["storage"]])
-    for (part, scan), group in frame.groupby(["part", "scan"]):
+    if "correction" not in frame:
+        frame["correction"] = ""
+    frame["correction"] = frame["correction"].fillna("")
+    for (part, scan, _), group in frame.groupby(["part", "scan", "correction"]):
         for column in group.columns:
-            if column in ("part", "scan", "storage", "pass", "wall_s", "cpu_s") or \
+            if column in ("part", "scan", "storage", "correction", "pass", "wall_s", "cpu_s") or \
                     not pd.api.types.is_numeric_dtype(group[column]):
                 continue
             values = group[column].dropna().astype(float)
@@ -92,6 +96,35 @@ def markdown(rows: list[dict], flags: list[str]) -> str:
         lines += [f"## {part}", "", group.to_markdown(index=False, floatfmt=".4g"), ""]
     lines += ["## Storage flags", ""] + ([f"- {f}" for f in flags] or ["none"]) + [""]
     return "\n".join(lines)
+
+
+def _sections(page: str) -> dict[str, str]:
+    """``## name`` -> its text (the header before the first section under "")."""
+    out, name = {"": []}, ""
+    for line in page.splitlines():
+        if line.startswith("## "):
+            name = line[3:].strip()
+            out[name] = []
+        out[name].append(line)
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+def merge_page(old: str, new: str, parts: list[str]) -> str:
+    """The scorecard page ``old`` with the sections of ``parts`` (and their storage flags)
+    taken from ``new``: a run of some parts updates the page without dropping the rest;
+    the header says which parts were run when."""
+    before, after = _sections(old), _sections(new)
+    merged = {k: v for k, v in before.items() if k not in ("", "Storage flags")}
+    for name in parts:
+        if name in after:
+            merged[name] = after[name]
+    flags = [line for line in before.get("Storage flags", "").splitlines()[1:]
+             if line.startswith("- ") and line[2:].split(" ")[0] not in parts]
+    flags += [line for line in after.get("Storage flags", "").splitlines()[1:]
+              if line.startswith("- ")]
+    header = before[""].rstrip() + f"\n\nParts {', '.join(parts)}: {time.strftime('%Y-%m-%d')}.\n"
+    body = [merged[k].rstrip() + "\n" for k in merged]
+    return "\n".join([header, *body, "## Storage flags\n\n" + ("\n".join(flags) or "none") + "\n"])
 
 
 def main(argv=None) -> int:
@@ -128,7 +161,10 @@ def main(argv=None) -> int:
     (args.out / "scorecard.md").write_text(markdown(rows, flags))
     if args.docs:
         args.docs.parent.mkdir(parents=True, exist_ok=True)
-        args.docs.write_text(markdown(rows, flags))
+        page = markdown(rows, flags)
+        if args.docs.exists() and set(args.parts) != set(parts):
+            page = merge_page(args.docs.read_text(), page, args.parts)
+        args.docs.write_text(page)
     print(markdown(rows, flags))
     return 0
 

@@ -121,7 +121,8 @@ def ap_pa_agreement(stored: dict) -> list[dict]:
         mask_b = np.asarray(crop_of(nib.Nifti1Image(mask_b.astype(np.uint8), aff_b), aff_a,
                                     fa_a.shape).dataobj) > 0
         common = mask_a & mask_b
-        rows.append({"part": "dwi", "scan": "AP vs PA", "storage": f"stored, {correction}",
+        rows.append({"part": "dwi", "scan": "AP vs PA", "storage": "stored",
+                     "correction": correction,
                      "fa_r_ap_pa": round(float(np.corrcoef(fa_a[common], fa_b[common])[0, 1]), 4),
                      "fa_mae_ap_pa": round(float(np.abs(fa_a - fa_b)[common].mean()), 4)})
     rows[0]["pass"] = bool(rows[0]["fa_r_ap_pa"] > rows[1]["fa_r_ap_pa"])
