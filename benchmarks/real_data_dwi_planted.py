@@ -129,17 +129,15 @@ def make_planted(path: Path, out: Path, scenario: str) -> tuple[Path, dict]:
 
 
 def part_dwi_planted(data: Path, work: Path, threads: int) -> list[dict]:
-    from real_data_dwi import crop_of
+    from real_data_dwi import crop_of, dwi_of
 
-    from pipeline.dwi.gradients import load_dwi
     from pipeline.dwi.stream import PreprocOptions, preprocess
 
     rows = []
     path = data / "dwi" / "dwiprep_DWI_dir80_AP.nii.gz"
     for scenario in ("still", "eddy"):
         src, truth = make_planted(path, work / "planted", scenario)
-        dwi = load_dwi(src, str(src).replace(".nii.gz", ".bval"),
-                       str(src).replace(".nii.gz", ".bvec"))
+        dwi = dwi_of(src)
         for correction in ("eddy", "none"):
             res, cost = timed(preprocess, dwi, PreprocOptions.from_schema(
                 threads=threads, motion_correction=correction))

@@ -56,6 +56,7 @@ from scipy import ndimage
 from pipeline.dwi.gradients import rotate_bvecs
 from pipeline.dwi.prediction import grid_eddy, grid_rotation, loo_prediction, second_level, undo_rigid_leak
 from pipeline.dwi.register import VolumeTransform, grid_to_world, register_volume
+from pipeline.validate import shell_of
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
         matrix = register(data[..., b0_index[0]], data[..., i], False)
         matrices[i], rotations[i], _ = eddy_model(matrix, affine, pe_axis, centre)
         coefficients[i] = 0.0
-    shells = np.where(is_b0, 0.0, np.round(bvals / 100.0) * 100.0)
+    shells = shell_of(bvals)
     current = _resample_series(data, matrices, coefficients, affine, pe_axis)
     voxel_mm = float(np.cbrt(abs(np.linalg.det(affine[:3, :3]))))
     brain_points = nib.affines.apply_affine(affine, np.argwhere(mask))

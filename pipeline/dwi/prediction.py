@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.validate import shell_of
+
 LOG_FLOOR = 1e-3  # relative to the b=0 mean: log of the signal floored here
 MAX_LEVERAGE = 0.95  # leverage capped here: a near-interpolating fit stays bounded
 MIN_OFFSET_SIGNAL = 0.3  # relative singular value of (1 - P) g below which k_t is not fitted
@@ -59,7 +61,7 @@ def loo_prediction(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
     bvals = np.asarray(bvals, float)
     values = np.asarray(data[mask], dtype=np.float64)
     out_values = np.empty_like(values)
-    shells = np.where(bvals <= 50.0, 0.0, np.round(bvals / 100.0) * 100.0)
+    shells = shell_of(bvals)
     b0 = np.flatnonzero(shells == 0)
     if len(b0) > 1:
         out_values[:, b0] = (values[:, b0].sum(1, keepdims=True) - values[:, b0]) / (len(b0) - 1)
@@ -87,7 +89,7 @@ def loo_operator(bvals: np.ndarray, bvecs: np.ndarray) -> np.ndarray:
     prediction of the others (:func:`loo_prediction`), diffusion-weighted rows and
     columns of each shell only (b=0 rows and columns zero)."""
     bvals = np.asarray(bvals, float)
-    shells = np.where(bvals <= 50.0, 0.0, np.round(bvals / 100.0) * 100.0)
+    shells = shell_of(bvals)
     b0 = np.flatnonzero(shells == 0)
     out = np.zeros((len(bvals), len(bvals)))
     for shell in np.unique(shells[shells > 0]):
