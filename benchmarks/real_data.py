@@ -21,6 +21,10 @@ Parts (``--parts``; default all):
   clean series, motion and eddy currents are planted (``still``: none), Rician noise at
   the real level; FA against the truth and the recovered maps against the planted
   ones, corrected and uncorrected (``real_data_dwi_planted.py``);
+* ``dwi-sdc``: the same pair, each series with the other's b=0 as its reverse
+  phase-encoding b=0 (susceptibility correction) and without: the b=0 pair's
+  correlation as acquired and unwarped, and AP against PA (b=0 and FA) with and without
+  the correction (no truth for the field exists; ``real_data_dwi_sdc.py``);
 * ``isles``: the acute ISLES'22 DWI/ADC: the acute core (DWI-bright, ADC below
   620e-6 mm2/s) and the median ADC of each component;
 * ``flair``: a real FLAIR (lesion status unknown; no T1w, so the FLAIR stands in
@@ -54,9 +58,11 @@ import pandas as pd
 from real_data_anat import COLIN, part_anat
 from real_data_dwi import part_dwi
 from real_data_dwi_planted import part_dwi_planted
+from real_data_dwi_sdc import part_dwi_sdc
 from real_data_lesion import part_flair, part_isles, part_soop
 
 log = logging.getLogger("real_data")
+PARTS = ["soop", "isles", "flair", "dwi", "dwi-planted", "dwi-sdc", "anat"]
 
 
 # --- storage flags, output -------------------------------------------------------------
@@ -132,8 +138,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the real-data folder (MANIFEST.md)")
     parser.add_argument("--out", type=Path, required=True, help="work and output folder")
     parser.add_argument("--parts", nargs="+",
-                        default=["soop", "isles", "flair", "dwi", "dwi-planted", "anat"],
-                        choices=["soop", "isles", "flair", "dwi", "dwi-planted", "anat"])
+                        default=PARTS, choices=PARTS)
     parser.add_argument("--threads", type=int, default=2, help="ITK threads per step")
     parser.add_argument("--colin", type=Path, default=COLIN, help="Colin27 T1 (mricron-data)")
     parser.add_argument("--docs", type=Path,
@@ -148,6 +153,7 @@ def main(argv=None) -> int:
     parts = {"soop": lambda: part_soop(args.data, args.out),
              "dwi": lambda: part_dwi(args.data, args.out, args.threads),
              "dwi-planted": lambda: part_dwi_planted(args.data, args.out, args.threads),
+             "dwi-sdc": lambda: part_dwi_sdc(args.data, args.out, args.threads),
              "anat": lambda: part_anat(args.data, args.out, args.threads, args.colin),
              "isles": lambda: part_isles(args.data, args.out),
              "flair": lambda: part_flair(args.data, args.out, args.threads)}

@@ -19,8 +19,8 @@ from pipeline.errors import PipelineInputError
 log = logging.getLogger(__name__)
 
 MODALITIES = ("T1w", "FLAIR", "dwi", "bold")
-FILE_COLUMNS = ("t1w", "flair", "lesion_roi", "lesion_reviewed", "dwi", "bval", "bvec", "bold",
-                "events")
+FILE_COLUMNS = ("t1w", "flair", "lesion_roi", "lesion_reviewed", "dwi", "bval", "bvec",
+                "dwi_reverse", "bold", "events")
 INVENTORY_COLUMNS = ("participant_id", "session", "status", "modalities", *FILE_COLUMNS,
                      "bold_tr_s", "problems")
 
@@ -38,6 +38,7 @@ class SessionFiles:
     dwi: str | None = None
     bval: str | None = None
     bvec: str | None = None
+    dwi_reverse: str | None = None
     bold: str | None = None
     events: str | None = None
 
@@ -127,10 +128,10 @@ def _session_row(layout, indexed, session_dir, sub, ses, task, exclude, lesion_r
     files = {
         "t1w": _one(get(datatype="anat", suffix="T1w"), "T1w", problems, session_dir),
         "flair": _one(get(datatype="anat", suffix="FLAIR"), "FLAIR", problems, session_dir),
-        "dwi": _one(get(datatype="dwi", suffix="dwi"), "dwi", problems, session_dir),
         "bold": _one(get(datatype="func", suffix="bold", task=task), f"task-{task} bold",
                      problems, session_dir),
     }
+    files["dwi"], files["dwi_reverse"] = _dwi_and_reverse(layout, get, sub, session_dir, problems)
     files["lesion_roi"] = _find_lesion_roi(session_dir, sub, ses, lesion_roi_dir)
     files["lesion_reviewed"] = _find_reviewed_mask(sub, ses, reviewed_dir)
     modalities = []
@@ -183,6 +184,13 @@ def _check_optional(files, layout, modalities, problems):
             modalities.append("dwi")
         except PipelineInputError as exc:
             problems.append(f"{exc}; DWI skipped")
+        if files["dwi_reverse"]:
+            try:
+                validate.load_header(files["dwi_reverse"], ndim=(3, 4),
+                                     what="reverse phase-encoding b=0")
+            except PipelineInputError as exc:
+                problems.append(f"{exc}; DWI not corrected for susceptibility")
+                files["dwi_reverse"] = None
     if files["bold"]:
         events = _nearest(layout, files["bold"], suffix="events", extension=".tsv") \
             or files["bold"].rsplit("_bold.nii", 1)[0] + "_events.tsv"
@@ -195,6 +203,47 @@ def _check_optional(files, layout, modalities, problems):
             problems.append(f"{exc}; BOLD skipped")
 
 
+def _opposite(a: str, b: str) -> bool:
+    """Two PhaseEncodingDirection codes on one axis, of opposite polarity."""
+    return bool(a) and bool(b) and a[0] == b[0] and a.endswith("-") != b.endswith("-")
+
+
+def _dwi_and_reverse(layout, get, sub, session_dir, problems):
+    """The session's DWI series and its reverse phase-encoding series (or None).
+
+    Two ``dwi/*_dwi`` series of opposite ``PhaseEncodingDirection`` (e.g. ``dir-AP`` and
+    ``dir-PA``, both stored alike) are a pair: the one with more volumes is processed
+    (the first in name order on a tie), the other gives the reverse b=0. Otherwise an
+    ``fmap/*_epi`` whose ``IntendedFor`` names the DWI (relative to the subject folder,
+    or as a ``bids::`` URI) and whose phase encoding is opposite. The stored codes are
+    compared here; ``resstore dwi-preproc`` checks them again on the canonical grid.
+    """
+    dwis = get(datatype="dwi", suffix="dwi")
+
+    def code(path):
+        return str(layout.get_metadata(path).get("PhaseEncodingDirection", "")).strip()
+
+    if len(dwis) == 2 and _opposite(code(dwis[0]), code(dwis[1])):
+        try:
+            volumes = [validate.load_header(f, ndim=(4,), what="DWI").shape[3] for f in dwis]
+        except PipelineInputError as exc:
+            problems.append(f"{exc}; not used as a phase-encoding pair")
+        else:
+            main = 0 if volumes[0] >= volumes[1] else 1
+            return dwis[main], dwis[1 - main]
+    dwi = _one(dwis, "dwi", problems, session_dir)
+    if dwi is None:
+        return None, None
+    relative = Path(dwi).resolve().relative_to(session_dir.parent.resolve()).as_posix()
+    for epi in get(datatype="fmap", suffix="epi"):
+        intended = layout.get_metadata(epi).get("IntendedFor", [])
+        intended = [intended] if isinstance(intended, str) else list(intended)
+        if any(str(t).removeprefix("bids::").removeprefix(f"sub-{sub}/") == relative
+               for t in intended) and _opposite(code(dwi), code(epi)):
+            return dwi, epi
+    return dwi, None
+
+
 def _nearest(layout, path, *, suffix, extension):
     """The file of ``suffix``/``extension`` that applies to ``path`` under BIDS inheritance.
 
@@ -203,9 +252,12 @@ def _nearest(layout, path, *, suffix, extension):
     a dataset-level ``task-motor_events.tsv`` or ``dwi.bval`` is found, a
     ``run-2`` file never serves ``run-1``, and the closest level wins.
     """
+    # all_=True, nearest first: with all_=False pybids gave up when the nearest folder
+    # held only a non-matching candidate (a dir-PA_dwi.bval beside a dir-AP run) and
+    # never reached the dataset-level file
     found = layout.get_nearest(path, suffix=suffix, extension=extension, strict=True,
-                               ignore_strict_entities=["extension", "suffix"])
-    return str(found) if found else None
+                               ignore_strict_entities=["extension", "suffix"], all_=True)
+    return str(found[0]) if found else None
 
 
 def _find_lesion_roi(session_dir: Path, sub, ses, lesion_roi_dir):
@@ -285,7 +337,7 @@ def cached_inventory(bids_dir, cache_dir, **options) -> pd.DataFrame:
              if options.get(k) and Path(options[k]).is_dir()}
     key = hashlib.sha256(json.dumps(
         {"bids": str(Path(bids_dir).resolve()), "fingerprint": fingerprint(bids_dir),
-         "mask_folders": extra,
+         "mask_folders": extra, "columns": INVENTORY_COLUMNS,
          **{k: (list(v) if isinstance(v, tuple | list) else v) for k, v in sorted(options.items())}},
         sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache_dir / f"inventory-{key}.tsv"

@@ -57,6 +57,8 @@ def _cmd_simulate(args) -> None:
         manual_mask_fraction=args.manual_mask_fraction,
         bold_null_fraction=args.bold_null_fraction, dropout_fraction=args.dropout_fraction,
         effect_nihss=args.effect_nihss, storage=args.storage,
+        dwi_susceptibility_mm=args.dwi_susceptibility_mm,
+        dwi_reverse_pe=args.dwi_reverse_pe == "yes",
     )
     paths = simulate_trial(args.out, spec)
     log.info("BIDS dataset: %s; allocation key: %s; truth: %s",
@@ -227,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bold-voxel-mm", type=float, default=3.0, help="BOLD voxel size (mm)")
     p.add_argument("--bold-volumes", type=int, default=150, help="volumes of the motor-task run")
     p.add_argument("--dwi-directions", type=int, default=30, help="diffusion-weighted directions")
+    p.add_argument("--dwi-susceptibility-mm", type=float, default=3.0,
+                   help="peak susceptibility displacement of the DWI in the brain (mm along "
+                        "phase encoding; 0 for none)")
+    p.add_argument("--dwi-reverse-pe", choices=("yes", "no"), default="yes",
+                   help="write a reverse phase-encoding b=0 (fmap/*_dir-PA_epi) per session")
     p.add_argument("--lesion-free-fraction", type=float, default=0.0,
                    help="fraction of participants without a lesion")
     p.add_argument("--manual-mask-fraction", type=float, default=0.0,

@@ -18,11 +18,13 @@ def _cmd_dwi_preproc(args) -> None:
     import nibabel as nib
 
     from pipeline.dwi import figures
-    from pipeline.dwi.gradients import load_dwi, voxel_to_fsl
+    from pipeline.dwi.gradients import load_dwi, load_reverse_b0, voxel_to_fsl
     from pipeline.dwi.stream import PreprocOptions, motion_table, preprocess
     from pipeline.io import _atomic_write, save_image, write_json
 
     dwi = load_dwi(args.dwi, args.bval, args.bvec)
+    if args.reverse_pe and args.susceptibility_correction == "yes":
+        dwi = load_reverse_b0(dwi, args.dwi, args.reverse_pe)
     options = PreprocOptions(
         denoise=args.denoise, denoise_patch_radius=args.denoise_patch_radius,
         rician_correction=args.rician_correction == "yes", gibbs=args.gibbs == "yes",
@@ -32,10 +34,10 @@ def _cmd_dwi_preproc(args) -> None:
         motion_shrink_factors=tuple(args.motion_shrink_factors), tensor_fit=args.tensor_fit,
         outlier_slice_z=args.outlier_slice_z, outlier_displacement_mm=args.outlier_displacement_mm,
         replace_outlier_slices=args.replace_outlier_slices == "yes", dti_max_b=args.dti_max_b,
-        threads=args.threads)
+        susceptibility_correction=args.susceptibility_correction == "yes", threads=args.threads)
     res = preprocess(dwi, options)
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}
-    src = [args.dwi, args.bval, args.bvec]
+    src = [args.dwi, args.bval, args.bvec] + ([args.reverse_pe] if args.reverse_pe else [])
     aff = res.affine
     if args.out_preproc:
         save_image(nib.Nifti1Image(res.data, aff), args.out_preproc, sources=src, parameters=params,
@@ -54,7 +56,13 @@ def _cmd_dwi_preproc(args) -> None:
             "rd": (args.out_rd, res.tensor.rd, "radial diffusivity (mm^2/s)", "float32"),
             "v1": (args.out_v1, res.tensor.v1, "principal eigenvector (voxel axes)", "float32"),
             "residual": (args.out_residual, res.tensor.residual,
-                         "RMS tensor-fit residual (% of S0)", "float32")}
+                         "RMS tensor-fit residual (% of S0)", "float32"),
+            "field": (args.out_field, res.sdc.field_mm if res.sdc is not None
+                      else np.zeros(res.mask.shape, np.float32),
+                      "susceptibility displacement of the DWI (mm along the phase-encoding "
+                      f"axis {'ijk'[dwi.pe_axis]}) at each corrected voxel; "
+                      + ("from the reverse phase-encoding b=0" if res.sdc is not None
+                         else "zero: not corrected (no reverse phase-encoding b=0)"), "float32")}
     shells = f"tensor on b = {res.metrics['dwi_tensor_shells']}"
     if res.metrics["dwi_tensor_high_b_only"]:
         shells += f" -- WARNING: every shell above dwi.dti_max_b = {options.dti_max_b:g}"
@@ -72,6 +80,7 @@ def _cmd_dwi_preproc(args) -> None:
                       title=f"{name}: {shells};")
     figures.motion_plot(res.motion, res.displacement, res.bvals, res.outliers,
                         args.out_figure_motion, title=f"{name}: motion and outliers")
+    figures.distortion(res, dwi.pe_axis, args.out_figure_sdc, title=name)
     figures.map_mosaic(res.tensor.residual * res.mask, aff, args.out_figure_residual,
                        vmax=max(float(np.percentile(res.tensor.residual[res.mask], 99)), 1e-3),
                        label="residual (% of S0)", title=f"{name}: tensor-fit residual")
@@ -160,12 +169,16 @@ def register(command) -> None:
           ("--out-motion", "per-volume motion TSV"), ("--out-metrics", "metrics JSON"),
           ("--out-figure-colour-fa", "colour-FA figure (PNG)"),
           ("--out-figure-motion", "motion figure (PNG)"),
-          ("--out-figure-residual", "residual figure (PNG)"))
+          ("--out-figure-residual", "residual figure (PNG)"),
+          ("--out-field", "susceptibility displacement map (mm; zero when not corrected)"),
+          ("--out-figure-sdc", "distortion-correction and brain-mask figure (PNG)"))
     p.add_argument("--out-preproc", help="preprocessed 4D DWI (+ .bval/.bvec beside it)")
+    p.add_argument("--reverse-pe", help="reverse phase-encoding b=0 (fmap/*_epi or the other "
+                   "DWI series of a dir- pair) for the susceptibility correction")
     dwi(p, "denoise", "denoise_patch_radius", "rician_correction", "gibbs", "motion_correction",
         "motion_iterations", "motion_shrink_factors", "tensor_fit", "outlier_slice_z",
         "outlier_displacement_mm", "replace_outlier_slices", "dti_max_b", "motion_rounds",
-        "anchor_max_b_step")
+        "anchor_max_b_step", "susceptibility_correction")
     add_threads_option(p)
 
     p = command("dwi-regions", _cmd_dwi_regions,

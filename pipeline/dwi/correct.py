@@ -112,19 +112,37 @@ def _mean_displacement(matrix: np.ndarray, points: np.ndarray) -> float:
 
 
 def resample(volume: np.ndarray, matrix: np.ndarray, affine: np.ndarray, *,
-             order: int = 3) -> np.ndarray:
-    """``volume`` at the reference grid points mapped by the world ``matrix`` (spline)."""
-    inverse = np.linalg.inv(affine)
-    voxel = inverse @ matrix @ affine
-    out = ndimage.affine_transform(np.asarray(volume, np.float32), voxel[:3, :3],
-                                   offset=voxel[:3, 3], order=order, mode="nearest")
+             order: int = 3, field_vox: np.ndarray | None = None,
+             pe_axis: int = 1) -> np.ndarray:
+    """``volume`` at the reference grid points mapped by the world ``matrix`` (spline).
+
+    With ``field_vox`` (susceptibility displacement, voxels along ``pe_axis``, of the
+    series at each undistorted grid point, :mod:`pipeline.dwi.sdc`) each point is first
+    displaced by the field (undistorted -> distorted reference), then mapped.
+    """
+    voxel = np.linalg.inv(affine) @ matrix @ affine
+    if field_vox is None:
+        out = ndimage.affine_transform(np.asarray(volume, np.float32), voxel[:3, :3],
+                                       offset=voxel[:3, 3], order=order, mode="nearest")
+        return np.maximum(out, 0.0)
+    grid = np.indices(volume.shape, dtype=np.float64)
+    grid[pe_axis] += field_vox
+    points = np.tensordot(voxel[:3, :3], grid, axes=(1, 0)) + voxel[:3, 3, None, None, None]
+    out = ndimage.map_coordinates(np.asarray(volume, np.float32), points, order=order,
+                                  mode="nearest")
     return np.maximum(out, 0.0)
 
 
-def _resample_series(data, matrices, coefficients, affine, pe_axis) -> np.ndarray:
-    """Every volume resampled once with its whole map, Jacobian-modulated."""
-    return np.stack([resample(data[..., i], matrices[i], affine)
-                     * (1.0 + coefficients[i, pe_axis]) for i in range(data.shape[3])], axis=-1)
+def resample_series(data, matrices, coefficients, affine, pe_axis,
+                     field_vox=None) -> np.ndarray:
+    """Every volume resampled once with its whole map, Jacobian-modulated (eddy-current
+    scale and, with a susceptibility field, its slope along phase encoding)."""
+    jacobian = 1.0
+    if field_vox is not None:
+        jacobian = 1.0 + np.gradient(field_vox, axis=pe_axis).astype(np.float32)
+    return np.stack([resample(data[..., i], matrices[i], affine, field_vox=field_vox,
+                              pe_axis=pe_axis) * (1.0 + coefficients[i, pe_axis]) * jacobian
+                     for i in range(data.shape[3])], axis=-1)
 
 
 def _rigid_mattes_dense(fixed, moving, mask) -> np.ndarray:
@@ -203,7 +221,7 @@ class Correction:
 def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, *,
             mask: np.ndarray, pe_axis: int, eddy: bool = True, rounds: int = 2,
             iterations=(20, 20), shrink=(2, 1), sigmas=(1.0, 0.0),
-            anchor_max_step: float = 2000.0) -> Correction:
+            anchor_max_step: float = 2000.0, field_mm: np.ndarray | None = None) -> Correction:
     """Register every volume to its leave-one-out prediction (see the module notes).
 
     Parameters
@@ -224,6 +242,11 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
         Least-squares schedule per level (iterations, cost-voxel strides, smoothing).
     anchor_max_step : float
         Largest b-value step (s/mm2) across which a shell is anchored to the level below.
+    field_mm : ndarray (X, Y, Z), optional
+        Susceptibility displacement of the series (mm along the phase-encoding axis) at
+        each undistorted point, from :func:`pipeline.dwi.sdc.estimate_field`. The volumes
+        are registered to each other as acquired (they share the distortion) and the
+        field is applied in the one final resampling, so the output is undistorted.
     """
 
     from pipeline.antsio import to_ants
@@ -270,7 +293,7 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
         matrices[i], rotations[i], _ = eddy_model(matrix, affine, pe_axis, centre)
         coefficients[i] = 0.0
     shells = shell_of(bvals)
-    current = _resample_series(data, matrices, coefficients, affine, pe_axis)
+    current = resample_series(data, matrices, coefficients, affine, pe_axis)
     voxel_mm = float(np.cbrt(abs(np.linalg.det(affine[:3, :3]))))
     brain_points = nib.affines.apply_affine(affine, np.argwhere(mask))
     rejected: set[int] = set()
@@ -307,7 +330,7 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
                 to_world @ grids[i] @ from_world, affine, pe_axis, centre)
             if not eddy:
                 coefficients[i] = 0.0
-        current = _resample_series(data, matrices, coefficients, affine, pe_axis)
+        current = resample_series(data, matrices, coefficients, affine, pe_axis)
         logger.info("motion/eddy round %d of %d: max translation %.2f mm, max eddy scale "
                     "%.4f", round_ + 1, rounds, np.abs(matrices[:, :3, 3]).max(),
                     np.abs(coefficients[:, pe_axis]).max())
@@ -335,7 +358,8 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
                 coefficients[i] = 0.0
         anchored[float(shell)] = True
         level_b, level_mean, level_map = shell, shell_mean, to_shell
-    current = _resample_series(data, matrices, coefficients, affine, pe_axis)
+    field_vox = None if field_mm is None else np.asarray(field_mm, float) / zooms[pe_axis]
+    current = resample_series(data, matrices, coefficients, affine, pe_axis, field_vox)
     rotated = rotate_bvecs(bvecs, rotations, affine, bvals)
     rotated[is_b0] = 0.0
     prediction = loo_prediction(current, bvals, rotated, region)

@@ -1,4 +1,5 @@
-"""DWI reportlets: colour-FA, motion / outlier traces, map mosaics."""
+"""DWI reportlets: colour-FA, motion / outlier traces, distortion correction and
+brain mask, map mosaics."""
 
 from __future__ import annotations
 
@@ -72,6 +73,80 @@ def motion_plot(parameters: np.ndarray, displacement: np.ndarray, bvals: np.ndar
     fig.suptitle(f"{title} (grey lines: b=0 volumes)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=72)
+    plt.close(fig)
+
+
+def _pair_rgb(red: np.ndarray, cyan: np.ndarray, vmax: float) -> np.ndarray:
+    r = np.clip(red / vmax, 0, 1)
+    c = np.clip(cyan / vmax, 0, 1)
+    return np.stack([r, c, c], axis=-1)
+
+
+def distortion(result, pe_axis: int, path, *, n_slices: int = 6, title: str = "") -> None:
+    """Susceptibility correction and brain mask at a glance.
+
+    With a reverse phase-encoding b=0: the two b=0 images overlaid (main red,
+    reverse cyan: grey where they agree, colour fringes where the distortion
+    pulls them apart) as acquired and after unwarping, and the field (mm).
+    Without one: the corrected b=0, saying it was not corrected. The last row
+    is the corrected b=0 with the brain-mask outline.
+    """
+    sdc = result.sdc
+    b0 = result.b0
+    mask = result.mask
+    ornt = nib.orientations.io_orientation(result.affine)
+
+    def ras(volume):
+        return nib.orientations.apply_orientation(np.asarray(volume, np.float32), ornt)
+
+    mask_c = ras(mask.astype(np.float32)) > 0.5
+    positions = _slices(mask_c, 2, n_slices)
+    vmax = float(np.percentile(b0[mask], 99)) if mask.any() else float(b0.max() or 1.0)
+    rows = []
+    if sdc is not None:
+        from pipeline.dwi.register import apply_transform
+
+        zooms = np.sqrt((result.affine[:3, :3] ** 2).sum(axis=0))
+        main_raw = sdc.main_b0
+        reverse_raw = apply_transform(sdc.reverse_b0, sdc.reverse, zooms=zooms, pe_axis=pe_axis)
+        rows.append((f"as acquired (red: main b=0, cyan: reverse b=0), r = "
+                     f"{sdc.similarity_before:.3f}",
+                     _pair_rgb(ras(main_raw), ras(reverse_raw), vmax)))
+        rows.append((f"after distortion correction, r = {sdc.similarity_after:.3f}",
+                     _pair_rgb(ras(sdc.main_unwarped), ras(sdc.reverse_unwarped), vmax)))
+        rows.append(("field: displacement along the phase-encoding axis (mm)",
+                     ras(sdc.field_mm)))
+    rows.append(("corrected b=0, brain mask (yellow)", ras(b0)))
+    fig, axes = plt.subplots(len(rows), n_slices, figsize=(2.0 * n_slices, 2.3 * len(rows) + 0.5),
+                             facecolor="black", squeeze=False)
+    field_limit = float(np.abs(sdc.field_mm).max()) if sdc is not None else 1.0
+    for row, (label, image) in enumerate(rows):
+        for col, pos in enumerate(positions):
+            ax = axes[row, col]
+            ax.set_axis_off()
+            if image.ndim == 4:
+                ax.imshow(np.clip(np.rot90(image[:, :, pos]) * 1.2, 0, 1),
+                          interpolation="nearest")
+            elif "field" in label:
+                im = ax.imshow(np.rot90(image[:, :, pos]), cmap="RdBu_r",
+                               vmin=-field_limit, vmax=field_limit, interpolation="nearest")
+                ax.contour(np.rot90(mask_c[:, :, pos].astype(float)), levels=[0.5],
+                           colors=["0.3"], linewidths=0.6)
+            else:
+                ax.imshow(np.rot90(image[:, :, pos]), cmap="gray", vmin=0, vmax=vmax,
+                          interpolation="nearest")
+                ax.contour(np.rot90(mask_c[:, :, pos].astype(float)), levels=[0.5],
+                           colors=["#ffd60a"], linewidths=0.8)
+        axes[row, 0].set_title(label, color="white", fontsize=9, loc="left")
+    if sdc is not None:
+        row = [r for r, (label, _) in enumerate(rows) if "field" in label][0]
+        bar = fig.colorbar(im, ax=list(axes[row]), fraction=0.015, pad=0.01)
+        bar.ax.tick_params(colors="white")
+    note = ("" if sdc is not None else
+            "  -  no reverse phase-encoding b=0: susceptibility distortion NOT corrected")
+    fig.suptitle(f"{title}: distortion correction and brain mask (R on the right){note}",
+                 color="white", fontsize=10)
+    fig.savefig(path, dpi=72, facecolor="black")
     plt.close(fig)
 
 

@@ -49,6 +49,11 @@ class DwiInput:
         ``PhaseEncodingDirection`` mapped through ``storage``; 1 (``j``) when absent.
     pe_source : str
         Where ``pe_axis`` comes from (for the log and the metrics).
+    reverse_b0 : ndarray (X, Y, Z) or None
+        A b=0 of the opposite phase-encoding polarity on the grid of ``image``
+        (:func:`load_reverse_b0`), for the susceptibility correction.
+    readout_ratio : float
+        Total readout time of the reverse b=0 over the series' (1 when unknown).
     """
 
     image: nib.Nifti1Image
@@ -57,6 +62,8 @@ class DwiInput:
     storage: Storage | None = None
     pe_axis: int = 1
     pe_source: str = "default: j (anterior-posterior, the usual axial EPI)"
+    reverse_b0: np.ndarray | None = None
+    readout_ratio: float = 1.0
 
     @property
     def is_b0(self) -> np.ndarray:
@@ -188,26 +195,88 @@ def load_dwi(dwi_path, bval_path, bvec_path) -> DwiInput:
     return DwiInput(img, bvals, bvecs, storage, pe_axis, pe_source)
 
 
+def _sidecar(path) -> tuple[Path, dict]:
+    import json
+
+    sidecar = Path(str(path).removesuffix(".gz").removesuffix(".nii") + ".json")
+    if not sidecar.exists():
+        return sidecar, {}
+    try:
+        return sidecar, json.loads(sidecar.read_text())
+    except (OSError, ValueError) as err:
+        raise PipelineInputError(sidecar, f"unreadable JSON sidecar ({err})") from err
+
+
+def phase_encoding_code(path, storage: Storage) -> str | None:
+    """``PhaseEncodingDirection`` of the sidecar beside ``path``, as an axis code of the
+    canonical grid (the stored-frame code mapped through ``storage``), or None."""
+    sidecar, meta = _sidecar(path)
+    code = meta.get("PhaseEncodingDirection")
+    if not code:
+        return None
+    try:
+        return storage.axis(code)
+    except ValueError as err:
+        raise PipelineInputError(sidecar, f"PhaseEncodingDirection: {err}") from err
+
+
 def phase_encoding_axis(dwi_path, storage: Storage) -> tuple[int, str]:
     """Phase-encoding axis of the canonical grid from the JSON sidecar beside the DWI
     (``PhaseEncodingDirection``, a stored-frame axis code mapped through ``storage``);
     axis 1 (``j``) when the sidecar or the field is absent, stated in the log."""
-    import json
-
-    sidecar = Path(str(dwi_path).removesuffix(".gz").removesuffix(".nii") + ".json")
-    code = None
-    if sidecar.exists():
-        try:
-            code = json.loads(sidecar.read_text()).get("PhaseEncodingDirection")
-        except (OSError, ValueError) as err:
-            raise PipelineInputError(sidecar, f"unreadable JSON sidecar ({err})") from err
-    if not code:
+    canonical = phase_encoding_code(dwi_path, storage)
+    if canonical is None:
         logger.warning("%s: no PhaseEncodingDirection in the sidecar; eddy currents are "
                        "modelled along j (anterior-posterior, the usual axial EPI)", dwi_path)
         return 1, "default: j (anterior-posterior, the usual axial EPI)"
-    try:
-        canonical = storage.axis(code)
-    except ValueError as err:
-        raise PipelineInputError(sidecar, f"PhaseEncodingDirection: {err}") from err
+    code = _sidecar(dwi_path)[1]["PhaseEncodingDirection"]
     return "ijk".index(canonical[0]), f"sidecar PhaseEncodingDirection {code} (stored) = " \
                                       f"{canonical} (canonical)"
+
+
+def load_reverse_b0(dwi: DwiInput, dwi_path, reverse_path) -> DwiInput:
+    """``dwi`` with the b=0 of a reverse phase-encoding series (``fmap/*_epi``, or the
+    other DWI series of a pair) on its grid, through the same orientation reader.
+
+    A 4D reverse image gives the mean of its b=0 volumes (from a ``.bval`` beside it) or
+    of every volume (an ``_epi`` fieldmap is all b=0). Both sidecars must state
+    ``PhaseEncodingDirection``, on the same canonical axis and of opposite polarity
+    (compared after each file's own storage is undone); otherwise a
+    :class:`PipelineInputError` names the reverse file. Another grid is resampled
+    (cubic spline) onto the DWI's; the readout-time ratio comes from both sidecars'
+    ``TotalReadoutTime`` (1 when either is missing).
+    """
+    import dataclasses
+
+    from nibabel.processing import resample_from_to
+
+    img, storage = read_image_storage(reverse_path, ndim=(3, 4),
+                                      what="reverse phase-encoding b=0")
+    main, reverse = phase_encoding_code(dwi_path, dwi.storage), phase_encoding_code(
+        reverse_path, storage)
+    if not main or not reverse:
+        raise PipelineInputError(reverse_path, "susceptibility correction needs "
+                                 "PhaseEncodingDirection in the sidecars of the DWI and of "
+                                 "this reverse b=0")
+    if main[0] != reverse[0] or main.endswith("-") == reverse.endswith("-"):
+        raise PipelineInputError(reverse_path, f"phase encoding {reverse} (canonical grid) is "
+                                 f"not the reverse of the DWI's {main}")
+    if img.ndim == 4:
+        bval = Path(str(reverse_path).removesuffix(".gz").removesuffix(".nii") + ".bval")
+        keep = np.ones(img.shape[3], bool)
+        if bval.exists():
+            keep = np.loadtxt(bval, ndmin=1) <= validate.B0_THRESHOLD
+            if keep.size != img.shape[3] or not keep.any():
+                raise PipelineInputError(bval, "has no b=0 or not one value per volume")
+        data = img.get_fdata(dtype=np.float32)[..., keep].mean(axis=-1)
+        img = nib.Nifti1Image(data, img.affine)
+    shape, affine = dwi.image.shape[:3], dwi.image.affine
+    if img.shape[:3] != shape or not np.allclose(img.affine, affine, atol=1e-3):
+        logger.info("%s: resampled onto the DWI grid", reverse_path)
+        img = resample_from_to(img, (shape, affine), order=3)
+    times = [_sidecar(p)[1].get("TotalReadoutTime") for p in (dwi_path, reverse_path)]
+    ratio = float(times[1]) / float(times[0]) if all(times) else 1.0
+    logger.info("%s: reverse phase-encoding b=0 (%s against the DWI's %s), readout ratio %.3f",
+                reverse_path, reverse, main, ratio)
+    return dataclasses.replace(dwi, reverse_b0=np.asarray(img.get_fdata(dtype=np.float32)),
+                               readout_ratio=ratio)

@@ -40,6 +40,13 @@ def preproc_methods(dwi: dict) -> str:
         "none": "no motion correction",
     }[dwi["motion_correction"]]
     steps.append(motion)
+    if dwi.get("susceptibility_correction", True):
+        steps.append("with a reverse phase-encoding b=0, susceptibility displacement along "
+                     "the phase-encoding axis estimated from the b=0 pair (cubic B-spline "
+                     "field, Jacobian intensity modulation, bending-energy penalty, rigid "
+                     "move between the pair: the model of TOPUP, Andersson et al. 2003; "
+                     "L-BFGS, coarse to fine) and applied in the one resampling of every "
+                     "volume; without one the series stays distorted")
     if dwi.get("replace_outlier_slices", True):
         steps.append("slices with signal dropout (tensor residuals) replaced by the tensor "
                      "prediction and the tensor refitted on every volume")

@@ -18,8 +18,9 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.dwi import preprocess as pp
-from pipeline.dwi.correct import correct
+from pipeline.dwi.correct import correct, resample_series
 from pipeline.dwi.gradients import DwiInput
+from pipeline.dwi.sdc import FieldResult, estimate_field
 from pipeline.dwi.tensor import MD_UNIT_SCALE, TensorMaps, fit_tensor, outlier_slices
 from pipeline.validate import shell_of, shells
 
@@ -66,6 +67,9 @@ class PreprocOptions:
         at high b the signal is not mono-exponential and one tensor over every shell
         reads MD low. Data with no shell at or below it are fitted on what they have,
         with a warning (log, metrics ``dwi_tensor_high_b_only``, the QC page).
+    susceptibility_correction : bool
+        With a reverse phase-encoding b=0 (``DwiInput.reverse_b0``), estimate the
+        susceptibility field (:mod:`pipeline.dwi.sdc`) and unwarp in the one resampling.
     """
 
     denoise: str = "mppca"
@@ -82,6 +86,7 @@ class PreprocOptions:
     motion_rounds: int = 2
     anchor_max_b_step: float = 2000.0
     dti_max_b: float = 1500.0
+    susceptibility_correction: bool = True
     threads: int = 1
 
     @classmethod
@@ -118,6 +123,7 @@ class PreprocResult:
     metrics: dict
     seconds: dict = field(default_factory=dict)
     matrices: np.ndarray | None = None  # world maps, reference point -> volume point
+    sdc: FieldResult | None = None  # the susceptibility field, when corrected
 
 
 def tensor_volumes(bvals: np.ndarray, max_b: float) -> tuple[np.ndarray, bool]:
@@ -186,17 +192,29 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
     n = data.shape[3]
     b0 = data[..., is_b0].mean(axis=-1)
     first_mask = pp.brain_mask(b0)
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    sdc, field_mm = None, None
+    if dwi.reverse_b0 is not None and opt.susceptibility_correction:
+        sdc = estimate_field(b0, np.ascontiguousarray(dwi.reverse_b0[box]), zooms=zooms,
+                             pe_axis=dwi.pe_axis, mask=first_mask,
+                             readout_ratio=dwi.readout_ratio)
+        field_mm = sdc.field_mm
+    seconds["sdc"] = time.perf_counter() - tick
+    tick = time.perf_counter()
     if opt.motion_correction == "none":
         bvecs, matrices = dwi.bvecs.copy(), np.tile(np.eye(4), (n, 1, 1))
         motion, eddy = np.zeros((n, 6)), np.zeros((n, 3))
         rejected = 0
         not_anchored = []
+        if field_mm is not None:
+            data = resample_series(data, matrices, eddy, affine, dwi.pe_axis,
+                                   field_mm / zooms[dwi.pe_axis])
     else:
         res = correct(data, affine, dwi.bvals, dwi.bvecs, mask=first_mask, pe_axis=dwi.pe_axis,
                       eddy=opt.motion_correction == "eddy", rounds=opt.motion_rounds,
                       iterations=opt.motion_iterations, shrink=opt.motion_shrink_factors,
                       sigmas=(1.0,) * (len(opt.motion_shrink_factors) - 1) + (0.0,),
-                      anchor_max_step=opt.anchor_max_b_step)
+                      anchor_max_step=opt.anchor_max_b_step, field_mm=field_mm)
         data, bvecs, matrices, eddy = res.data, res.bvecs, res.matrices, res.eddy
         rejected = res.rejected
         not_anchored = [b for b, done in res.anchored.items() if not done]
@@ -260,9 +278,16 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
         "dwi_phase_encoding": dwi.pe_source,
         "dwi_tensor_shells": ",".join(str(b) for b in shells(dwi.bvals[fit])),
         "dwi_tensor_high_b_only": bool(high_b_only),
+        "dwi_sdc": "reverse phase-encoding b=0" if sdc is not None else (
+            "off (dwi.susceptibility_correction)" if dwi.reverse_b0 is not None
+            else "none: no reverse phase-encoding b=0"),
+        "dwi_sdc_field_max_mm": float(np.abs(sdc.field_mm[mask]).max())
+        if sdc is not None and mask.any() else float("nan"),
+        "dwi_sdc_pair_r_before": sdc.similarity_before if sdc is not None else float("nan"),
+        "dwi_sdc_pair_r_after": sdc.similarity_after if sdc is not None else float("nan"),
     }
     return PreprocResult(affine, data, dwi.bvals, bvecs, b0, mask, tensor, motion, displacement,
-                         outliers, outlier_volumes, metrics, seconds, matrices)
+                         outliers, outlier_volumes, metrics, seconds, matrices, sdc)
 
 
 def motion_table(result: PreprocResult):

@@ -5,13 +5,14 @@ template space into the DWI grid (see :mod:`pipeline.simulate.space`). Every
 voxel is a partial-volume mixture of compartments (CSF, GM, WM, and GM / WM
 inside the lesion), each with a cylindrically symmetric tensor; the tissue
 values, fibre directions and compartments are in
-:mod:`pipeline.simulate.dwi_tissue`, which this module re-exports.
+:mod:`pipeline.simulate.dwi_tissue`.
 
 Head motion moves the whole head between volumes while the gradient stays
 fixed in the scanner: each volume is computed with the gradient expressed in
 the head frame and then resampled into the scanner grid by a cubic B-spline
 (see :data:`MOTION_SPLINE_ORDER`). Eddy currents shift each volume along the
-phase-encode axis (y). Rician noise comes last.
+phase-encode axis (y), and so does a susceptibility field (optional, with a reverse
+phase-encoding b=0). Rician noise comes last.
 
 The FA / MD / v1 truth maps are those of the single tensor that best fits the
 noiseless signal of each voxel on the acquired protocol (what an ideal DTI
@@ -33,18 +34,12 @@ import nibabel as nib
 import numpy as np
 
 from pipeline.simulate.dwi_tissue import (
-    BRAIN_CENTRE_TEMPLATE,
     FA_CST,
-    FA_GM,
-    FA_WM_AMPLITUDE,
     FA_WM_MEAN,
     JACOBIAN_STEP_MM,
     LESION_EFFECT,
-    MD_CSF,
-    MD_GM,
     MD_WM,
     MIN_FRACTION,
-    S0_RELATIVE,
     directions_to_scanner,
     lesion_fraction,
     template_directions,
@@ -52,28 +47,13 @@ from pipeline.simulate.dwi_tissue import (
     white_matter_fa,
 )
 from pipeline.simulate.layers import TemplateLayers
-from pipeline.simulate.motion import move_head
-from pipeline.simulate.space import (
-    SessionMap,
-    grid_for_fov,
-    pull,
-    rigid_matrix,
-    voxel_world_coords,
-)
-from pipeline.simulate.tensor import (
-    adc_signal,
-    fit_single_tensor,
-    fractional_anisotropy,
-    gradient_scheme,
-)
+from pipeline.simulate.motion import move_head, random_motion, rician
+from pipeline.simulate.space import SessionMap, grid_for_fov, pull, rigid_matrix, voxel_world_coords
+from pipeline.simulate.susceptibility import distort, field_shape, polarity, reverse_code
+from pipeline.simulate.tensor import adc_signal, fit_single_tensor, fractional_anisotropy, gradient_scheme
 from pipeline.templates import ATLAS_THRESHOLD
 
-__all__ = [
-    "BRAIN_CENTRE_TEMPLATE", "FA_CST", "FA_GM", "FA_WM_AMPLITUDE", "FA_WM_MEAN",
-    "JACOBIAN_STEP_MM", "LESION_EFFECT", "MD_CSF", "MD_GM", "MD_WM", "MIN_FRACTION",
-    "MOTION_SPLINE_ORDER", "S0_RELATIVE", "SIDECAR", "WM_SIGNAL_B0", "DwiResult",
-    "random_motion", "simulate_dwi",
-]
+__all__ = ["MOTION_SPLINE_ORDER", "SIDECAR", "WM_SIGNAL_B0", "DwiResult", "simulate_dwi"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +113,8 @@ class DwiResult:
         Rigid head move of this acquisition since the session's structural
         scans: a point at DWI scanner mm x sits at ``extra_pose @ x`` in the
         structural (T1w) scanner world.
+    reverse_b0 : nibabel.Nifti1Image or None
+        A b=0 of the opposite phase-encoding polarity (3D), with ``reverse_sidecar``.
     """
 
     image: nib.Nifti1Image
@@ -143,28 +125,8 @@ class DwiResult:
     truth: dict
     truth_maps: dict
     extra_pose: np.ndarray
-
-
-def random_motion(rng: np.random.Generator, n_volumes: int, *, max_translation_mm: float,
-                  max_rotation_deg: float) -> np.ndarray:
-    """Head-motion random walk, (n, 6): tx, ty, tz (mm), rx, ry, rz (degrees).
-
-    Volume 0 is the reference (all zeros); each parameter's walk is scaled so
-    its largest excursion is a random 30-100 % of its bound.
-    """
-    steps = rng.normal(size=(max(n_volumes - 1, 0), 6))
-    amplitude = rng.uniform(0.3, 1.0, size=6)
-    walk = np.vstack([np.zeros((1, 6)), np.cumsum(steps, axis=0)])
-    peak = np.abs(walk).max(axis=0)
-    bounds = np.array([max_translation_mm] * 3 + [max_rotation_deg] * 3, dtype=float)
-    scale = np.divide(bounds * amplitude, peak, out=np.zeros(6), where=peak > 0)
-    return walk * scale
-
-
-def _rician(rng, signal, sigma):
-    real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    imag = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    return np.sqrt(real * real + imag * imag)
+    reverse_b0: nib.Nifti1Image | None = None
+    reverse_sidecar: dict | None = None
 
 
 def simulate_dwi(
@@ -188,6 +150,8 @@ def simulate_dwi(
     fov_mm=(200.0, 232.0, 160.0),
     pose_translation_mm: float = 1.5,
     pose_rotation_deg: float = 1.5,
+    susceptibility_mm: float = 0.0,
+    reverse_b0: bool = False,
 ) -> DwiResult:
     """Simulate a single-shell DWI series of one session with its truth.
 
@@ -226,6 +190,14 @@ def simulate_dwi(
         Field of view (x, y, z) in mm, centred on the scanner origin.
     pose_translation_mm, pose_rotation_deg : float
         Bounds (per axis, uniform) of the head move since the structural scans.
+    susceptibility_mm : float
+        Peak (in the brain) of the susceptibility displacement along y
+        (:mod:`pipeline.simulate.susceptibility`), fixed in the scanner, applied after
+        motion and eddy currents; the ``field`` truth map is the series' own
+        displacement (mm along +y) at each undistorted point.
+    reverse_b0 : bool
+        Also acquire one b=0 of the opposite phase-encoding polarity (its noise from a
+        spawned generator, so the other draws do not change).
 
     Returns
     -------
@@ -321,6 +293,12 @@ def simulate_dwi(
         return out
 
     # Signal per volume, head frame gradient g_head = R_i^T g, then motion + eddy.
+    sign = polarity(SIDECAR["PhaseEncodingDirection"])
+    field_mm = np.zeros(shape, np.float32)
+    if susceptibility_mm:
+        shape_t = field_shape(dwi_map(voxel_world_coords(shape, affine))).reshape(shape)
+        field_mm = (shape_t * susceptibility_mm / shape_t[brain].max()).astype(np.float32)
+    field_vox = field_mm / voxel_mm
     data = np.zeros(shape + (n_volumes,), dtype=np.float32)
     for i in range(n_volumes):
         head_pose = rigid_matrix(motion[i, :3], motion[i, 3:])
@@ -331,13 +309,21 @@ def simulate_dwi(
         distortion[1, :3] += eddy_linear * bvecs[:, i]
         data[..., i] = move_head(volume, affine, head_pose, order=MOTION_SPLINE_ORDER,
                                  distortion=distortion)
+        if susceptibility_mm:
+            data[..., i] = distort(data[..., i], field_vox, sign, axis=1)
+    reverse = None
+    if reverse_b0:
+        reverse = distort(to_grid(adc_signal(compartments, 0.0, bvecs[:, 0]) * WM_SIGNAL_B0),
+                          field_vox, -sign, axis=1)
 
     pure_wm = (wm > 0.9) & (les < 0.01)
     b0_wm = data[..., 0][brain][pure_wm]
     sigma = float(b0_wm.mean()) / snr_b0 if b0_wm.size and np.isfinite(snr_b0) else 0.0
     if sigma > 0:
         for i in range(n_volumes):
-            data[..., i] = _rician(rng, data[..., i], np.float32(sigma))
+            data[..., i] = rician(rng, data[..., i], np.float32(sigma))
+        if reverse is not None:
+            reverse = rician(rng.spawn(1)[0], reverse, np.float32(sigma))
     logger.info("DWI phantom: %s volumes on %s at %.1f mm, noise sigma %.1f",
                 n_volumes, shape, voxel_mm, sigma)
 
@@ -391,5 +377,13 @@ def simulate_dwi(
         "lesion": image(les3),
         "cst_ipsilesional": image(to_grid(cst_ipsi, np.uint8)),
         "cst_contralesional": image(to_grid(cst_contra, np.uint8)),
+        "field": image(sign * field_mm),
     }
-    return DwiResult(dwi, bvals, bvecs, sidecar, motion, truth, truth_maps, pose)
+    reverse_sidecar = None
+    if reverse is not None:
+        reverse_sidecar = dict(sidecar, PhaseEncodingDirection=reverse_code(
+            SIDECAR["PhaseEncodingDirection"]))
+        reverse = image(reverse)
+        reverse.header["pixdim"][4] = SIDECAR["RepetitionTime"]
+    return DwiResult(dwi, bvals, bvecs, sidecar, motion, truth, truth_maps, pose, reverse,
+                     reverse_sidecar)

@@ -49,3 +49,25 @@ def move_head(volume: np.ndarray, affine: np.ndarray, head_pose: np.ndarray,
                                      mode="constant", cval=0.0)
     moved = moved / float(np.linalg.det(distortion[:3, :3]))
     return np.maximum(moved, 0.0) if nonnegative else moved
+
+
+def random_motion(rng: np.random.Generator, n_volumes: int, *, max_translation_mm: float,
+                  max_rotation_deg: float) -> np.ndarray:
+    """Head-motion random walk, (n, 6): tx, ty, tz (mm), rx, ry, rz (degrees).
+
+    Volume 0 is the reference (all zeros); each parameter's walk is scaled so
+    its largest excursion is a random 30-100 % of its bound.
+    """
+    steps = rng.normal(size=(max(n_volumes - 1, 0), 6))
+    amplitude = rng.uniform(0.3, 1.0, size=6)
+    walk = np.vstack([np.zeros((1, 6)), np.cumsum(steps, axis=0)])
+    peak = np.abs(walk).max(axis=0)
+    bounds = np.array([max_translation_mm] * 3 + [max_rotation_deg] * 3, dtype=float)
+    scale = np.divide(bounds * amplitude, peak, out=np.zeros(6), where=peak > 0)
+    return walk * scale
+
+
+def rician(rng, signal, sigma):
+    real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
+    imag = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
+    return np.sqrt(real * real + imag * imag)

@@ -47,6 +47,11 @@ class TrialSpec:
     dwi_voxel_mm, bold_voxel_mm : float
     n_bold_volumes : int
     n_dwi_directions, n_dwi_b0 : int
+    dwi_susceptibility_mm : float
+        Peak susceptibility displacement of the DWI in the brain (mm along phase
+        encoding, :mod:`pipeline.simulate.susceptibility`); 0 for none.
+    dwi_reverse_pe : bool
+        Write a reverse phase-encoding b=0 (``fmap/*_dir-PA_epi`` with ``IntendedFor``).
     lesion_volume_range_ml : (float, float)
         Baseline lesion volumes are log-uniform in this range.
     lesion_free_fraction : float
@@ -90,6 +95,8 @@ class TrialSpec:
     n_bold_volumes: int = 150
     n_dwi_directions: int = 30
     n_dwi_b0: int = 3
+    dwi_susceptibility_mm: float = 3.0
+    dwi_reverse_pe: bool = True
     lesion_volume_range_ml: tuple = (1.0, 150.0)
     lesion_free_fraction: float = 0.0
     effect_nihss: float = -1.5
@@ -326,7 +333,8 @@ def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, sta
         dwi = simulate_dwi(
             rng=rng, layers=layers, session_map=smap, lesion=lesion_img, lesion_stage=stage,
             lesion_side=side, cst_fa_change=fa_change, voxel_mm=spec.dwi_voxel_mm,
-            n_b0=spec.n_dwi_b0, n_directions=spec.n_dwi_directions)
+            n_b0=spec.n_dwi_b0, n_directions=spec.n_dwi_directions,
+            susceptibility_mm=spec.dwi_susceptibility_mm, reverse_b0=spec.dwi_reverse_pe)
         _save(_as_int16(dwi.image), sdir / "dwi" / f"{stem}_dwi.nii.gz", storage)
         np.savetxt(sdir / "dwi" / f"{stem}_dwi.bval", dwi.bvals[None, :], fmt="%g")
         # BIDS/FSL convention: b-vectors in the STORED voxel axes, x negated for a
@@ -335,6 +343,11 @@ def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, sta
         np.savetxt(sdir / "dwi" / f"{stem}_dwi.bvec",
                    store_bvecs(dwi.bvecs, storage, stored_affine), fmt="%.6f")
         _write_json(sdir / "dwi" / f"{stem}_dwi.json", _stored_sidecar(dwi.sidecar, storage))
+        if dwi.reverse_b0 is not None:
+            _save(_as_int16(dwi.reverse_b0), sdir / "fmap" / f"{stem}_dir-PA_epi.nii.gz", storage)
+            _write_json(sdir / "fmap" / f"{stem}_dir-PA_epi.json",
+                        {**_stored_sidecar(dwi.reverse_sidecar, storage),
+                         "IntendedFor": [f"{sdir.name}/dwi/{stem}_dwi.nii.gz"]})
         for name, img in dwi.truth_maps.items():
             if name == "v1":  # world-frame vectors turn with an oblique storage
                 img = storage.apply_vectors(img)

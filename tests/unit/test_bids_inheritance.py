@@ -65,3 +65,40 @@ def test_the_nearest_file_wins_and_a_missing_one_is_named(tmp_path):
     for ses in ("baseline", "m06"):
         assert "dwi" not in inventory.loc[ses, "modalities"].split(",")
         assert f"sub-01_ses-{ses}_dwi.bvec" in inventory.loc[ses, "problems"]
+
+
+def test_reverse_phase_encoding_b0_found(tmp_path):
+    """The reverse b=0 of the susceptibility correction: an fmap/*_epi whose IntendedFor
+    names the DWI with the opposite PhaseEncodingDirection (baseline), or a dir-AP /
+    dir-PA pair of DWI series, the longer one processed (m06); an epi intended for
+    another run, or of the same polarity, is not used."""
+    bids = _dataset(tmp_path / "bids")
+    base = bids / "sub-01" / "ses-baseline"
+    (bids / "dwi.json").write_text(json.dumps({"PhaseEncodingDirection": "j-"}))
+    epi = base / "fmap" / "sub-01_ses-baseline_dir-PA_epi.nii.gz"
+    _save(epi, (6, 6, 6))
+    sidecar = {"PhaseEncodingDirection": "j",
+               "IntendedFor": ["ses-baseline/dwi/sub-01_ses-baseline_dwi.nii.gz"]}
+    epi.with_name(epi.name.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar))
+    m06 = bids / "sub-01" / "ses-m06" / "dwi"
+    (m06 / "sub-01_ses-m06_dwi.nii.gz").unlink()
+    _save(m06 / "sub-01_ses-m06_dir-AP_dwi.nii.gz", (6, 6, 6, 4))
+    _save(m06 / "sub-01_ses-m06_dir-PA_dwi.nii.gz", (6, 6, 6, 2))
+    (m06 / "sub-01_ses-m06_dir-PA_dwi.json").write_text(json.dumps({"PhaseEncodingDirection": "j"}))
+    (m06 / "sub-01_ses-m06_dir-PA_dwi.bval").write_text("0 1000\n")
+    (m06 / "sub-01_ses-m06_dir-PA_dwi.bvec").write_text("0 1\n0 0\n0 0\n")
+    inventory = discover(bids, sessions=["baseline", "m06"]).set_index("session")
+    assert inventory.loc["baseline", "dwi_reverse"] == str(epi)
+    assert inventory.loc["m06", "dwi"].endswith("dir-AP_dwi.nii.gz")
+    assert inventory.loc["m06", "dwi_reverse"].endswith("dir-PA_dwi.nii.gz")
+    # the dataset-level gradients serve dir-AP though a dir-PA_dwi.bval sits beside it
+    assert inventory.loc["m06", "bval"] == str((bids / "dwi.bval").resolve())
+    assert "dwi" in inventory.loc["m06", "modalities"].split(","), inventory.loc["m06", "problems"]
+    # the same polarity: not a reverse b=0
+    epi.with_name(epi.name.replace(".nii.gz", ".json")).write_text(
+        json.dumps(dict(sidecar, PhaseEncodingDirection="j-")))
+    assert discover(bids, sessions=["baseline"])["dwi_reverse"].isna().all()
+    # intended for another run
+    epi.with_name(epi.name.replace(".nii.gz", ".json")).write_text(
+        json.dumps(dict(sidecar, IntendedFor="ses-baseline/dwi/sub-01_ses-baseline_run-2_dwi.nii.gz")))
+    assert discover(bids, sessions=["baseline"])["dwi_reverse"].isna().all()

@@ -165,6 +165,17 @@ def raw(column):
     return lookup
 
 
+def optional_raw(column):
+    """Input function: the raw file of ``column`` for this session, or no input (an
+    optional file, e.g. the reverse phase-encoding b=0 of ``dwi_reverse``)."""
+
+    def lookup(wildcards):
+        value = _ROWS[(wildcards.subject, wildcards.session)][column]
+        return value if isinstance(value, str) and value else []
+
+    return lookup
+
+
 def row_value(column):
     """Params function: a value of the session's inventory row."""
     return lambda wildcards: _ROWS[(wildcards.subject, wildcards.session)][column]

@@ -15,11 +15,13 @@ DWI_AD = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="ad")
 DWI_RD = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="rd")
 DWI_V1 = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="v1")
 DWI_RESIDUAL = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="residual")
+DWI_FIELD = deriv("dwi", "dwimap", ".nii.gz", space="dwi", desc="sdcdisplacement")
 DWI_MOTION = deriv("dwi", "timeseries", ".tsv", desc="motion")
 DWI_PREPROC_METRICS = deriv("dwi", "metrics", ".json", desc="dwipreproc")
 DWI_FIG_COLOUR_FA = deriv("figures", "dwi", ".png", desc="colourfa")
 DWI_FIG_MOTION = deriv("figures", "dwi", ".png", desc="motion")
 DWI_FIG_RESIDUAL = deriv("figures", "dwi", ".png", desc="residual")
+DWI_FIG_SDC = deriv("figures", "dwi", ".png", desc="sdc")
 XFM_DWI_TO_T1W = deriv("dwi", "xfm", ".mat", from_="dwi", to="T1w", mode="image")
 DWI_REGIONS = deriv("dwi", "dseg", ".nii.gz", space="dwi", desc="regions")
 DWI_REGION_METRICS = deriv("dwi", "metrics", ".json", desc="dwiregions")
@@ -31,6 +33,18 @@ register_metrics("dwi", "dwi", DWI_REGION_METRICS)
 # colour FA on the T1w grid in the lesion review page (qc.smk)
 register_review_layer(
     modality="dwi", files={"fa": DWI_FA, "v1": DWI_V1, "xfm_dwi_to_t1w": XFM_DWI_TO_T1W}
+)
+register_reportlet(
+    modality="dwi",
+    step="sdc",
+    title="DWI distortion correction and brain mask",
+    figure=DWI_FIG_SDC,
+    metrics=DWI_PREPROC_METRICS,
+    caption="With a reverse phase-encoding b=0: the two b=0 images overlaid (red main, cyan "
+    "reverse; grey where they agree) as acquired and after unwarping, and the estimated "
+    "displacement along phase encoding; the title says when no reverse b=0 existed. Last "
+    "row: the corrected b=0 with the brain mask (yellow), which should hold the whole brain.",
+    methods=preproc_methods(config["dwi"]),
 )
 register_reportlet(
     modality="dwi",
@@ -104,6 +118,7 @@ rule dwi_preproc:
         dwi=raw("dwi"),
         bval=raw("bval"),
         bvec=raw("bvec"),
+        reverse_pe=optional_raw("dwi_reverse"),
     output:
         preproc=DWI_PREPROC,
         b0=DWI_B0,
@@ -114,11 +129,13 @@ rule dwi_preproc:
         rd=DWI_RD,
         v1=DWI_V1,
         residual=DWI_RESIDUAL,
+        field=DWI_FIELD,
         motion=DWI_MOTION,
         metrics=DWI_PREPROC_METRICS,
         colour_fa=DWI_FIG_COLOUR_FA,
         motion_figure=DWI_FIG_MOTION,
         residual_figure=DWI_FIG_RESIDUAL,
+        sdc_figure=DWI_FIG_SDC,
     log:
         per_session("logs", "dwi_preproc"),
     benchmark:
@@ -145,6 +162,10 @@ rule dwi_preproc:
         rounds=config["dwi"]["motion_rounds"],
         anchor_step=config["dwi"]["anchor_max_b_step"],
         dti_max_b=config["dwi"]["dti_max_b"],
+        sdc="yes" if config["dwi"]["susceptibility_correction"] else "no",
+        reverse_pe=lambda wildcards, input: (
+            f"--reverse-pe {input.reverse_pe}" if input.reverse_pe else ""
+        ),
     shell:
         "resstore dwi-preproc --dwi {input.dwi} --bval {input.bval} --bvec {input.bvec}"
         " --out-preproc {output.preproc} --out-b0 {output.b0} --out-mask {output.mask}"
@@ -153,6 +174,8 @@ rule dwi_preproc:
         " --out-metrics {output.metrics} --out-figure-colour-fa {output.colour_fa}"
         " --out-figure-motion {output.motion_figure}"
         " --out-figure-residual {output.residual_figure}"
+        " --out-field {output.field} --out-figure-sdc {output.sdc_figure} {params.reverse_pe}"
+        " --susceptibility-correction {params.sdc}"
         " --denoise {params.denoise} --denoise-patch-radius {params.patch_radius}"
         " --rician-correction {params.rician} --gibbs {params.gibbs}"
         " --motion-correction {params.motion}"
