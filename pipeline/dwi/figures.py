@@ -109,11 +109,15 @@ def distortion(result, pe_axis: int, path, *, n_slices: int = 6, title: str = ""
         zooms = np.sqrt((result.affine[:3, :3] ** 2).sum(axis=0))
         main_raw = sdc.main_b0
         reverse_raw = apply_transform(sdc.reverse_b0, sdc.reverse, zooms=zooms, pe_axis=pe_axis)
+        # the two acquisitions' intensity scales differ: the reverse on the main's median
+        scale = float(np.median(sdc.main_b0[mask])) / max(float(np.median(sdc.reverse_b0[mask])),
+                                                          1e-6)
+        reverse_raw = reverse_raw * scale
         rows.append((f"as acquired (red: main b=0, cyan: reverse b=0), r = "
                      f"{sdc.similarity_before:.3f}",
                      _pair_rgb(ras(main_raw), ras(reverse_raw), vmax)))
         rows.append((f"after distortion correction, r = {sdc.similarity_after:.3f}",
-                     _pair_rgb(ras(sdc.main_unwarped), ras(sdc.reverse_unwarped), vmax)))
+                     _pair_rgb(ras(sdc.main_unwarped), ras(sdc.reverse_unwarped * scale), vmax)))
         rows.append(("field: displacement along the phase-encoding axis (mm)",
                      ras(sdc.field_mm)))
     rows.append(("corrected b=0, brain mask (yellow)", ras(b0)))
