@@ -61,7 +61,7 @@ def part_dwi_sdc(data: Path, work: Path, threads: int) -> list[dict]:
             row = {"part": "dwi-sdc", "scan": name, "storage": "stored",
                    "correction": "eddy + SDC" if sdc else "eddy", **cost}
             if sdc:
-                row.update({"sdc_field_max_mm": round(m["dwi_sdc_field_max_mm"], 2),
+                row.update({"sdc_field_p99_mm": round(m["dwi_sdc_field_p99_mm"], 2),
                             "b0_pair_r_acquired": round(m["dwi_sdc_pair_r_before"], 4),
                             "b0_pair_r_unwarped": round(m["dwi_sdc_pair_r_after"], 4),
                             "pass": bool(m["dwi_sdc_pair_r_after"] > m["dwi_sdc_pair_r_before"])})

@@ -123,7 +123,8 @@ def distortion(result, pe_axis: int, path, *, n_slices: int = 6, title: str = ""
     rows.append(("corrected b=0, brain mask (yellow)", ras(b0)))
     fig, axes = plt.subplots(len(rows), n_slices, figsize=(2.0 * n_slices, 2.3 * len(rows) + 0.5),
                              facecolor="black", squeeze=False)
-    field_limit = float(np.abs(sdc.field_mm).max()) if sdc is not None else 1.0
+    field_limit = (max(float(np.percentile(np.abs(sdc.field_mm[mask]), 99)), 0.5)
+                   if sdc is not None and mask.any() else 1.0)
     for row, (label, image) in enumerate(rows):
         for col, pos in enumerate(positions):
             ax = axes[row, col]
