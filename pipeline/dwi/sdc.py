@@ -33,6 +33,13 @@ images and bending-energy weight, after TOPUP's b02b0 configuration (knots 20 ->
 FWHM 8 -> 0 mm, decreasing regularisation). Stopping at 10 mm knots left the real
 3 mm AP/PA pair at r 0.89 after unwarping (0.95 with the 7 and 5 mm levels) and the
 3 mm phantom's field error at 0.44 mm (99th percentile; 0.16 mm with them)."""
+MIN_KNOT_VOXELS = 1.5
+"""A level whose knot spacing is under this many voxels is skipped: at 4 mm voxels the
+5 mm level (1.25 voxels) diverged to a field of 1e6 mm (the 3 mm real pair takes it:
+1.7 voxels)."""
+MIN_JACOBIAN = 0.05
+"""After each level, the field must leave both images' Jacobians (1 + d', 1 - k d') above
+this in the brain region; otherwise the level diverged and the coarser field is kept."""
 WORKING_VOXEL_MM = 2.5
 """Finer grids are box-smoothed and subsampled to about this voxel size for the
 estimation (the field is smooth); the field is then evaluated on the DWI grid."""
@@ -215,7 +222,13 @@ def estimate_field(main_b0: np.ndarray, reverse_b0: np.ndarray, *, zooms, pe_axi
     weight = _working_grid(region.astype(float), zooms, factor) > 0.5
     rigid = VolumeTransform()
     basis = coef = None
+    field_vox = np.zeros(shape)
     for spacing_mm, fwhm_mm, bending in levels:
+        if spacing_mm < MIN_KNOT_VOXELS * zooms.max():
+            logger.info("field level %g mm knots skipped: under %g voxels of %g mm", spacing_mm,
+                        MIN_KNOT_VOXELS, zooms.max())
+            continue
+        kept = (basis, coef, field_vox, rigid)
         new = _basis(shape, zooms, spacing_mm)
         coef = np.zeros(new.n_knots) if basis is None else _refit(basis, coef, new, shape)
         basis = new
@@ -274,6 +287,15 @@ def estimate_field(main_b0: np.ndarray, reverse_b0: np.ndarray, *, zooms, pe_axi
                                                          for n in shape]), coef)
             rigid = _reverse_rigid(main, reverse, field_vox * zooms[pe_axis], rigid, mask,
                                    zooms, pe_axis, k, fwhm_mm)
+        slope = np.gradient(field_vox, axis=pe_axis)[region]
+        if not (np.isfinite(fit.fun) and np.all(1.0 + slope > MIN_JACOBIAN)
+                and np.all(1.0 - k * slope > MIN_JACOBIAN)):
+            # the field folds the image (a Jacobian near or below zero): this level
+            # diverged; the coarser level's field is kept
+            logger.warning("field level %g mm knots diverged (the field folds the image); "
+                           "the coarser level's field is kept", spacing_mm)
+            basis, coef, field_vox, rigid = kept
+            break
         logger.info("field level %g mm knots: cost %.4g, field %.2f .. %.2f mm", spacing_mm,
                     fit.fun, field_vox.min() * zooms[pe_axis], field_vox.max() * zooms[pe_axis])
     field_mm = (field_vox * zooms[pe_axis]).astype(np.float32)
