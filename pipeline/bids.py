@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipeline import validate
 from pipeline.errors import PipelineInputError
+from pipeline.orientation import opposite_phase_encoding
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +204,6 @@ def _check_optional(files, layout, modalities, problems):
             problems.append(f"{exc}; BOLD skipped")
 
 
-def _opposite(a: str, b: str) -> bool:
-    """Two PhaseEncodingDirection codes on one axis, of opposite polarity."""
-    return bool(a) and bool(b) and a[0] == b[0] and a.endswith("-") != b.endswith("-")
-
-
 def _dwi_and_reverse(layout, get, sub, session_dir, problems):
     """The session's DWI series and its reverse phase-encoding series (or None).
 
@@ -223,7 +219,7 @@ def _dwi_and_reverse(layout, get, sub, session_dir, problems):
     def code(path):
         return str(layout.get_metadata(path).get("PhaseEncodingDirection", "")).strip()
 
-    if len(dwis) == 2 and _opposite(code(dwis[0]), code(dwis[1])):
+    if len(dwis) == 2 and opposite_phase_encoding(code(dwis[0]), code(dwis[1])):
         try:
             volumes = [validate.load_header(f, ndim=(4,), what="DWI").shape[3] for f in dwis]
         except PipelineInputError as exc:
@@ -239,7 +235,7 @@ def _dwi_and_reverse(layout, get, sub, session_dir, problems):
         intended = layout.get_metadata(epi).get("IntendedFor", [])
         intended = [intended] if isinstance(intended, str) else list(intended)
         if any(str(t).removeprefix("bids::").removeprefix(f"sub-{sub}/") == relative
-               for t in intended) and _opposite(code(dwi), code(epi)):
+               for t in intended) and opposite_phase_encoding(code(dwi), code(epi)):
             return dwi, epi
     return dwi, None
 

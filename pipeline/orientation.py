@@ -172,6 +172,12 @@ class Storage:
                 "OrientationRule": ORIENTATION_RULE, **({"HeaderNote": self.note} if self.note else {})}
 
 
+def opposite_phase_encoding(a: str | None, b: str | None) -> bool:
+    """Two BIDS ``PhaseEncodingDirection`` codes (of one frame) on one axis, of
+    opposite polarity: a reverse phase-encoding pair."""
+    return bool(a) and bool(b) and a[0] == b[0] and a.endswith("-") != b.endswith("-")
+
+
 def obliquity_deg(affine) -> float:
     """Largest angle (degrees) between a voxel axis and its nearest world axis."""
     linear = np.asarray(affine, float)[:3, :3]

@@ -22,7 +22,12 @@ import numpy as np
 
 from pipeline import validate
 from pipeline.errors import PipelineInputError
-from pipeline.orientation import Storage, read_image_storage, resolve_affine
+from pipeline.orientation import (
+    Storage,
+    opposite_phase_encoding,
+    read_image_storage,
+    resolve_affine,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +263,7 @@ def load_reverse_b0(dwi: DwiInput, dwi_path, reverse_path) -> DwiInput:
         raise PipelineInputError(reverse_path, "susceptibility correction needs "
                                  "PhaseEncodingDirection in the sidecars of the DWI and of "
                                  "this reverse b=0")
-    if main[0] != reverse[0] or main.endswith("-") == reverse.endswith("-"):
+    if not opposite_phase_encoding(main, reverse):
         raise PipelineInputError(reverse_path, f"phase encoding {reverse} (canonical grid) is "
                                  f"not the reverse of the DWI's {main}")
     if img.ndim == 4:
