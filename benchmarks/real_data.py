@@ -128,7 +128,10 @@ def merge_page(old: str, new: str, parts: list[str]) -> str:
              if line.startswith("- ") and line[2:].split(" ")[0] not in parts]
     flags += [line for line in after.get("Storage flags", "").splitlines()[1:]
               if line.startswith("- ")]
-    header = before[""].rstrip() + f"\n\nParts {', '.join(parts)}: {time.strftime('%Y-%m-%d')}.\n"
+    # one dated line per set of parts: a rerun replaces its line, it does not add one
+    stamp = f"Parts {', '.join(parts)}: "
+    kept = [block for block in before[""].rstrip().split("\n\n") if not block.startswith(stamp)]
+    header = "\n\n".join(kept) + f"\n\n{stamp}{time.strftime('%Y-%m-%d')}.\n"
     body = [merged[k].rstrip() + "\n" for k in merged]
     return "\n".join([header, *body, "## Storage flags\n\n" + ("\n".join(flags) or "none") + "\n"])
 
