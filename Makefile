@@ -36,7 +36,7 @@ demo: $(BIN)/resstore demo/bids/dataset_description.json
 # answers (CI starts one with .ci/slurm/start.sh) and skips elsewhere.
 # make test-all: every test.
 test: $(BIN)/resstore
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow or cluster"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow or cluster" --durations=25
 
 test-all: $(BIN)/resstore
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
