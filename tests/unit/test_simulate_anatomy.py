@@ -112,8 +112,9 @@ def test_planted_thinning_lowers_every_m1_column(layers, side):
     thickness measured on the central surface (Laplace, 0.5 mm grid) by
     0.15-0.35 mm -- thinning only the surface
     exposed to CSF moved 0.09 mm, since most M1 cortex lies in a sulcus whose
-    banks touch -- and leaves the other M1 alone. Measured 2026-11-22: 0.203
-    left, 0.215 right."""
+    banks touch -- and leaves the other M1 alone. Measured 2026-12-07 (the
+    phantom's own sulcal crease, M1 as maximum-probability BA4): 0.217 left,
+    0.227 right (0.203, 0.215 with the pipeline's sulcal skeleton and BA4 > 25 %)."""
     from pipeline.anat import laplace
     from pipeline.simulate.anatomy import ATLAS_THRESHOLD, thin_cortex
 
@@ -175,3 +176,22 @@ def test_a_large_lesion_near_the_midline_stays_in_its_hemisphere(layers, subject
     assert template[:, 0].max() < -MIDLINE_MARGIN_MM
     assert ses.truth["lesion_volume_ml"] == pytest.approx(150.0, rel=0.1)
     assert ses.truth["lesion_side"] == "left"
+
+
+@pytest.mark.parametrize("gap", [6, 7])
+def test_sulcal_crease_is_the_midplane_of_touching_banks(gap):
+    """Two white-matter walls with grey matter filling the gap between them (the
+    banks of a sulcus touching): the phantom's crease is one voxel wide, in the
+    middle; a free cortical surface (grey matter over white, CSF beyond) has none.
+    Independent of the pipeline's nearest-point jump (anat.laplace)."""
+    from pipeline.simulate.anatomy import sulcal_crease
+
+    white = np.zeros((30, 12, 12), bool)
+    white[:5], white[5 + gap:5 + gap + 5] = True, True
+    grey = np.zeros_like(white)
+    grey[5:5 + gap] = True  # banks touching: no CSF between them
+    grey[5 + gap + 5:5 + gap + 8] = True  # a free cortex over the second wall
+    crease = sulcal_crease(grey, white, voxel_mm=1.0)
+    rows = np.unique(np.nonzero(crease)[0])
+    assert rows.tolist() == [5 + (gap - 1) // 2], rows
+    assert crease[5 + (gap - 1) // 2].all()
