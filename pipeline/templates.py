@@ -33,7 +33,8 @@ JUELICH_M1 = {
 
 # Integer labels of the region atlas the anatomy stream brings into T1w space
 # (``*_space-T1w_desc-atlas_dseg.nii.gz``): Juelich CST (probability > 25 %)
-# and primary motor cortex BA4a + BA4p (probability > 25 %), per hemisphere.
+# and primary motor cortex BA4a + BA4p (probability > 25 % where BA4 of that
+# hemisphere is the maximum-probability label, :func:`m1_probability`), per hemisphere.
 ATLAS_REGION_LABELS = {1: "cst_left", 2: "cst_right", 3: "m1_left", 4: "m1_right"}
 
 # Probability above which an atlas region counts as "in" the region (Juelich
@@ -62,6 +63,10 @@ def atlas_region_labels(probabilities: dict) -> np.ndarray:
                       for k in labels])
     best = np.asarray(labels)[np.argmax(stack, axis=0)]
     return np.where(stack.max(axis=0) > ATLAS_THRESHOLD, best, 0).astype(np.uint8)
+
+# Desikan-Killiany (FreeSurfer numbering) precentral gyrus: cortical thickness
+# measures M1 where the subject's cortex is precentral and Juelich BA4 (issue 21).
+DK_PRECENTRAL = {"left": 1024, "right": 2024}
 
 # Harvard-Oxford regions supplied (mostly or wholly) by the middle cerebral artery:
 # lateral frontal, peri-Rolandic, insular, lateral temporal and inferior parietal
@@ -140,6 +145,40 @@ def atlas_probability(atlas: str, names) -> nib.Nifti1Image:
         volume = int(labels.loc[rows[0], "index"])
         total += np.asarray(img.dataobj[..., volume], dtype=np.float32) / 100.0
     return nib.Nifti1Image(np.clip(total, 0, 1), img.affine)
+
+
+@functools.lru_cache(maxsize=1)
+def _juelich_max_not_m1() -> np.ndarray:
+    """Per voxel, the highest probability (0-1) of any Juelich map other than
+    primary motor cortex (BA4a, BA4p of either hemisphere)."""
+    labels = atlas_labels("juelich")
+    m1 = {name for names in JUELICH_M1.values() for name in names}
+    others = labels.loc[~labels["name"].isin(m1), "index"].to_numpy()
+    data = np.asarray(_atlas_image("juelich").dataobj)  # uint8 percent, ~0.5 GB for 1 s
+    return data[..., others].max(axis=-1).astype(np.float32) / 100.0
+
+
+def m1_probability(side: str) -> nib.Nifti1Image:
+    """Primary motor cortex of one hemisphere, as a maximum-probability label.
+
+    The Juelich BA4a + BA4p probability of ``side`` where it exceeds every other
+    Juelich map (other areas and the other hemisphere's BA4), zero elsewhere: the
+    maximum-probability rule of the Juelich MPM, with BA4's two subdivisions as
+    one area. Thresholded at :data:`ATLAS_THRESHOLD` downstream, it keeps BA4 off
+    the postcentral (BA3a/3b) and premotor (BA6) cortex that the plain
+    thresholded map spills into.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        float32 map (0-1) in MNI152NLin6Asym space.
+    """
+    own = atlas_probability("juelich", JUELICH_M1[side]).get_fdata(dtype=np.float32)
+    other_side = {"left": "right", "right": "left"}[side]
+    other = atlas_probability("juelich", JUELICH_M1[other_side]).get_fdata(dtype=np.float32)
+    competitor = np.maximum(_juelich_max_not_m1(), other)
+    affine = _atlas_image("juelich").affine
+    return nib.Nifti1Image(np.where(own > competitor, own, 0.0).astype(np.float32), affine)
 
 
 def hemisphere_names(names_by_side: dict, side: str):

@@ -304,8 +304,9 @@ def to_t1w(image_mni: nib.Nifti1Image, reference: nib.Nifti1Image, mni_to_t1w: s
 def atlas_regions_t1w(reference: nib.Nifti1Image, mni_to_t1w: str) -> nib.Nifti1Image:
     """Juelich CST and M1 (BA4a + BA4p) of each hemisphere on the T1w grid.
 
-    The probability maps are warped (linear) and thresholded at 25 %; a voxel
-    in two regions takes the one of higher probability.
+    The probability maps (M1 where it is the maximum-probability label,
+    :func:`pipeline.templates.m1_probability`) are warped (linear) and
+    thresholded at 25 %; a voxel in two regions takes the one of higher probability.
 
     Returns
     -------
@@ -315,8 +316,8 @@ def atlas_regions_t1w(reference: nib.Nifti1Image, mni_to_t1w: str) -> nib.Nifti1
     probs = {}
     for name in templates.ATLAS_REGION_LABELS.values():
         region, side = name.split("_")
-        names = (templates.JUELICH_CST if region == "cst" else templates.JUELICH_M1)[side]
-        prob = templates.atlas_probability("juelich", names)
+        prob = (templates.atlas_probability("juelich", templates.JUELICH_CST[side])
+                if region == "cst" else templates.m1_probability(side))
         probs[name] = to_t1w(prob, reference, mni_to_t1w).get_fdata(dtype=np.float32)
     dseg = templates.atlas_region_labels(probs)
     return nib.Nifti1Image(dseg.astype(np.uint8), reference.affine)

@@ -52,7 +52,9 @@ def _cropped(arr: np.ndarray, affine: np.ndarray, box) -> nib.Nifti1Image:
 
 def thickness_methods(anat: dict) -> str:
     """Methods text of the thickness reportlet for the ``anat`` config section."""
-    regions = ("per hemisphere, in Juelich M1 (BA4a+BA4p) and per Desikan-Killiany region; "
+    regions = ("per hemisphere, in M1 (Juelich BA4a+BA4p as maximum-probability label, "
+               "> 25 %, on cortex the Desikan-Killiany atlas calls precentral gyrus) and "
+               "per Desikan-Killiany region; "
                "lesion voxels are excluded (the lesion bounds the cortex as white matter does).")
     if anat["thickness_method"] == "direct":
         return (f"DiReCT (ANTs KellyKapowski, Das et al. 2009; {anat['thickness_iterations']} "
@@ -261,6 +263,9 @@ def regional_thickness(thickness: nib.Nifti1Image, dseg: nib.Nifti1Image,
                        weight: nib.Nifti1Image | None = None) -> tuple[dict, pd.DataFrame]:
     """Mean thickness per hemisphere, in M1 and per Desikan-Killiany region.
 
+    M1 is the atlas's M1 label where the cortex's Desikan-Killiany label is the
+    precentral gyrus of that hemisphere (:data:`pipeline.templates.DK_PRECENTRAL`).
+
     Parameters
     ----------
     thickness : nibabel image
@@ -314,8 +319,12 @@ def regional_thickness(thickness: nib.Nifti1Image, dseg: nib.Nifti1Image,
     metrics = {"thickness_mean_mm": mean(cortex > 0)}
     for hemisphere in HEMISPHERES:
         metrics[f"thickness_hemisphere_{hemisphere}_mm"] = mean(hemi[hemisphere])
-        metrics[f"thickness_m1_{hemisphere}_mm"] = mean((regions == inv[f"m1_{hemisphere}"])
-                                                        & (thick > 0))
+        # M1 on the subject's cortex: Juelich BA4 (maximum-probability label) where
+        # the cortical ribbon is precentral gyrus (issue 21: thresholded BA4 alone was
+        # a third postcentral and a quarter paracentral cortex on a real brain)
+        metrics[f"thickness_m1_{hemisphere}_mm"] = mean(
+            (regions == inv[f"m1_{hemisphere}"])
+            & (cortex == templates.DK_PRECENTRAL[hemisphere]))
     for role in ROLES:
         hemisphere = side.hemisphere(role)
         for part in ("hemisphere", "m1"):

@@ -169,8 +169,7 @@ def template_layers() -> TemplateLayers:
         for side in ("left", "right"):
             cst[side] = pull_atlas(templates.atlas_probability("juelich",
                                                                templates.JUELICH_CST[side]))
-            m1[side] = pull_atlas(templates.atlas_probability("juelich",
-                                                              templates.JUELICH_M1[side]))
+            m1[side] = pull_atlas(templates.m1_probability(side))
             mca[side] = pull_atlas(templates.atlas_probability(
                 "harvard_oxford", templates.mca_territory_names(side)))
     return TemplateLayers(affine, gm, wm, csf, skull, scalp, cst, m1, mca, metrics)
