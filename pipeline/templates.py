@@ -164,9 +164,11 @@ def m1_probability(side: str) -> nib.Nifti1Image:
     The Juelich BA4a + BA4p probability of ``side`` where it exceeds every other
     Juelich map (other areas and the other hemisphere's BA4), zero elsewhere: the
     maximum-probability rule of the Juelich MPM, with BA4's two subdivisions as
-    one area. Thresholded at :data:`ATLAS_THRESHOLD` downstream, it keeps BA4 off
-    the postcentral (BA3a/3b) and premotor (BA6) cortex that the plain
-    thresholded map spills into.
+    one area. Thresholded at :data:`ATLAS_THRESHOLD` downstream, it halves the
+    plain > 25 % region (30 -> 15 mL left in MNI space: voxels where a neighbouring
+    area or a white-matter tract is more probable) but hardly changes its cortical
+    make-up; the postcentral and paracentral spill is removed where thickness
+    restricts M1 to precentral cortex (:func:`pipeline.anat.thickness.regional_thickness`).
 
     Returns
     -------
