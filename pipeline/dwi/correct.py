@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -133,16 +134,31 @@ def resample(volume: np.ndarray, matrix: np.ndarray, affine: np.ndarray, *,
     return np.maximum(out, 0.0)
 
 
+def parallel_map(function, items, threads: int) -> list:
+    """``[function(i) for i in items]`` on ``threads`` worker threads, in order.
+
+    The per-volume work (scipy.ndimage interpolation and filters, NumPy algebra) releases
+    the GIL, and each volume's result depends only on its own inputs, so the result is
+    the same as the serial loop's, bit for bit."""
+    if threads <= 1:
+        return [function(i) for i in items]
+    with ThreadPoolExecutor(int(threads)) as pool:
+        return list(pool.map(function, items))
+
+
 def resample_series(data, matrices, coefficients, affine, pe_axis,
-                     field_vox=None) -> np.ndarray:
+                    field_vox=None, threads: int = 1) -> np.ndarray:
     """Every volume resampled once with its whole map, Jacobian-modulated (eddy-current
     scale and, with a susceptibility field, its slope along phase encoding)."""
     jacobian = 1.0
     if field_vox is not None:
         jacobian = 1.0 + np.gradient(field_vox, axis=pe_axis).astype(np.float32)
-    return np.stack([resample(data[..., i], matrices[i], affine, field_vox=field_vox,
-                              pe_axis=pe_axis) * (1.0 + coefficients[i, pe_axis]) * jacobian
-                     for i in range(data.shape[3])], axis=-1)
+
+    def one(i):
+        return (resample(data[..., i], matrices[i], affine, field_vox=field_vox, pe_axis=pe_axis)
+                * (1.0 + coefficients[i, pe_axis]) * jacobian)
+
+    return np.stack(parallel_map(one, range(data.shape[3]), threads), axis=-1)
 
 
 def _rigid_mattes_dense(fixed, moving, mask) -> np.ndarray:
@@ -221,7 +237,8 @@ class Correction:
 def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, *,
             mask: np.ndarray, pe_axis: int, eddy: bool = True, rounds: int = 2,
             iterations=(20, 20), shrink=(2, 1), sigmas=(1.0, 0.0),
-            anchor_max_step: float = 2000.0, field_mm: np.ndarray | None = None) -> Correction:
+            anchor_max_step: float = 2000.0, field_mm: np.ndarray | None = None,
+            threads: int = 1) -> Correction:
     """Register every volume to its leave-one-out prediction (see the module notes).
 
     Parameters
@@ -247,6 +264,8 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
         each undistorted point, from :func:`pipeline.dwi.sdc.estimate_field`. The volumes
         are registered to each other as acquired (they share the distortion) and the
         field is applied in the one final resampling, so the output is undistorted.
+    threads : int
+        Volumes registered and resampled at once (same result as one at a time).
     """
 
     from pipeline.antsio import to_ants
@@ -293,7 +312,7 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
         matrices[i], rotations[i], _ = eddy_model(matrix, affine, pe_axis, centre)
         coefficients[i] = 0.0
     shells = shell_of(bvals)
-    current = resample_series(data, matrices, coefficients, affine, pe_axis)
+    current = resample_series(data, matrices, coefficients, affine, pe_axis, threads=threads)
     voxel_mm = float(np.cbrt(abs(np.linalg.det(affine[:3, :3]))))
     brain_points = nib.affines.apply_affine(affine, np.argwhere(mask))
     rejected: set[int] = set()
@@ -303,9 +322,9 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
         rotated = rotate_bvecs(bvecs, rotations, affine, bvals)
         prediction = loo_prediction(current, bvals, rotated, region)
         grids = {}
-        for i in dw_index:
-            matrix = register(prediction[..., i], data[..., i], eddy, matrices[i],
-                              coefficients[i])
+        found = parallel_map(lambda i, target=prediction: register(
+            target[..., i], data[..., i], eddy, matrices[i], coefficients[i]), dw_index, threads)
+        for i, matrix in zip(dw_index, found, strict=True):
             # a round that moves the brain by more than MAX_JUMP_VOXELS from the volume's
             # last pose has diverged (signal dropout): that pose is kept and counted
             jump = _mean_displacement(np.linalg.inv(matrices[i]) @ matrix, brain_points)
@@ -330,7 +349,7 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
                 to_world @ grids[i] @ from_world, affine, pe_axis, centre)
             if not eddy:
                 coefficients[i] = 0.0
-        current = resample_series(data, matrices, coefficients, affine, pe_axis)
+        current = resample_series(data, matrices, coefficients, affine, pe_axis, threads=threads)
         logger.info("motion/eddy round %d of %d: max translation %.2f mm, max eddy scale "
                     "%.4f", round_ + 1, rounds, np.abs(matrices[:, :3, 3]).max(),
                     np.abs(coefficients[:, pe_axis]).max())
@@ -359,7 +378,7 @@ def correct(data: np.ndarray, affine: np.ndarray, bvals: np.ndarray, bvecs: np.n
         anchored[float(shell)] = True
         level_b, level_mean, level_map = shell, shell_mean, to_shell
     field_vox = None if field_mm is None else np.asarray(field_mm, float) / zooms[pe_axis]
-    current = resample_series(data, matrices, coefficients, affine, pe_axis, field_vox)
+    current = resample_series(data, matrices, coefficients, affine, pe_axis, field_vox, threads)
     rotated = rotate_bvecs(bvecs, rotations, affine, bvals)
     rotated[is_b0] = 0.0
     prediction = loo_prediction(current, bvals, rotated, region)

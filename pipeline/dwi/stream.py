@@ -178,7 +178,8 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
                                    iterations=2)
 
     data, sigma_map = pp.denoise(data, dwi.bvals, method=opt.denoise,
-                                 patch_radius=opt.denoise_patch_radius, mask=head)
+                                 patch_radius=opt.denoise_patch_radius, mask=head,
+                                 threads=opt.threads)
     sigma = float(np.median(sigma_map[head])) if np.ndim(sigma_map) else float(sigma_map)
     if opt.rician_correction and np.isfinite(sigma):
         data = pp.rician_correct(data, sigma_map)
@@ -214,7 +215,8 @@ def preprocess(dwi: DwiInput, options: PreprocOptions | None = None) -> PreprocR
                       eddy=opt.motion_correction == "eddy", rounds=opt.motion_rounds,
                       iterations=opt.motion_iterations, shrink=opt.motion_shrink_factors,
                       sigmas=(1.0,) * (len(opt.motion_shrink_factors) - 1) + (0.0,),
-                      anchor_max_step=opt.anchor_max_b_step, field_mm=field_mm)
+                      anchor_max_step=opt.anchor_max_b_step, field_mm=field_mm,
+                      threads=opt.threads)
         data, bvecs, matrices, eddy = res.data, res.bvecs, res.matrices, res.eddy
         rejected = res.rejected
         not_anchored = [b for b, done in res.anchored.items() if not done]
