@@ -17,11 +17,16 @@ def set_threads(n: int, *, seed: int = ANTS_SEED) -> None:
 
     Call before ANTs is imported. ANTs' random metric sampling reads
     ``ANTS_RANDOM_SEED``; with a fixed seed and thread count, registrations
-    repeat exactly.
+    repeat exactly. The BLAS of NumPy is already loaded by then, so its pool is
+    limited with threadpoolctl (the environment variables reach child processes):
+    a job of ``n`` threads uses ``n`` cores, not every core of the node.
     """
     for var in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
                 "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(int(n))
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=max(int(n), 1))
     os.environ.setdefault("ANTS_RANDOM_SEED", str(int(seed)))
     try:  # ANTsPy passes its own configured seed to antsRegistration when set
         import ants.config
