@@ -46,8 +46,11 @@ def small_bids(tiny_trial, tmp_path_factory):
 
 def _config(tmp_path, bids, out, name):
     cfg = tmp_path / f"{name}.yaml"
+    # a coarse Laplace grid (the 2.5 mm T1w not subdivided): the test is about resuming,
+    # and thickness is the slowest job
     cfg.write_text(yaml.safe_dump({"bids_dir": str(bids), "output_dir": str(out),
-                                   "sessions": ["baseline"], **EXACT}))
+                                   "sessions": ["baseline"], "anat": {"thickness_grid_mm": 2.5},
+                                   **EXACT}))
     return cfg
 
 
