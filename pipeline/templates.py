@@ -158,6 +158,12 @@ def _juelich_max_not_m1() -> np.ndarray:
     return data[..., others].max(axis=-1).astype(np.float32) / 100.0
 
 
+@functools.lru_cache(maxsize=2)
+def _ba4(side: str) -> np.ndarray:
+    """Juelich BA4a + BA4p probability (0-1) of one hemisphere (read once per side)."""
+    return atlas_probability("juelich", JUELICH_M1[side]).get_fdata(dtype=np.float32)
+
+
 def m1_probability(side: str) -> nib.Nifti1Image:
     """Primary motor cortex of one hemisphere, as a maximum-probability label.
 
@@ -175,9 +181,8 @@ def m1_probability(side: str) -> nib.Nifti1Image:
     nibabel.Nifti1Image
         float32 map (0-1) in MNI152NLin6Asym space.
     """
-    own = atlas_probability("juelich", JUELICH_M1[side]).get_fdata(dtype=np.float32)
-    other_side = {"left": "right", "right": "left"}[side]
-    other = atlas_probability("juelich", JUELICH_M1[other_side]).get_fdata(dtype=np.float32)
+    own = _ba4(side)
+    other = _ba4({"left": "right", "right": "left"}[side])
     competitor = np.maximum(_juelich_max_not_m1(), other)
     affine = _atlas_image("juelich").affine
     return nib.Nifti1Image(np.where(own > competitor, own, 0.0).astype(np.float32), affine)

@@ -102,7 +102,8 @@ def _cmd_register(args) -> None:
                                                   description=f"ANTs composite transform {desc}"))
     atlas = register.atlas_regions_t1w(preproc, args.out_mni_to_t1w)
     save_image(atlas, args.out_atlas, sources=sources, parameters=params, dtype="uint8",
-               description="Juelich CST and M1 (BA4a+BA4p) > 25 %, labels "
+               description="Juelich CST and M1 (BA4a+BA4p where the maximum-probability "
+               "label) > 25 %, labels "
                + ", ".join(f"{k}={v}" for k, v in templates.ATLAS_REGION_LABELS.items()))
     dk = register.label_atlas_t1w("desikan_killiany", preproc, args.out_mni_to_t1w)
     save_image(dk, args.out_dk, sources=sources, parameters=params, dtype="int16",
@@ -122,7 +123,8 @@ def _cmd_register(args) -> None:
     contours = {"template brain": nib.Nifti1Image(warped_mask.astype(np.uint8), preproc.affine)}
     for region in ("m1", "cst"):
         labels = [k for k, v in templates.ATLAS_REGION_LABELS.items() if v.startswith(region)]
-        contours[f"{region.upper()} (Juelich)"] = nib.Nifti1Image(
+        source = "Juelich BA4, maximum-probability label" if region == "m1" else "Juelich"
+        contours[f"{region.upper()} ({source})"] = nib.Nifti1Image(
             np.isin(a, labels).astype(np.uint8), preproc.affine)
     if lesion is not None:
         filled = args.lesion_fill == "enantiomorphic" and not args.baseline_preproc
