@@ -15,6 +15,7 @@ a constant field) and k the ratio of the two readout times.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ MIN_KNOT_VOXELS = 1.5
 5 mm level (1.25 voxels) diverged to a field of 1e6 mm (the 3 mm real pair takes it:
 1.7 voxels)."""
 MIN_JACOBIAN = 0.05
+# a level whose field folds the image is fitted again with its bending penalty times these
+BENDING_RETRIES = (1.0, 10.0, 100.0)
 """After each level, the field must leave both images' Jacobians (1 + d', 1 - k d') above
 this in the brain region; otherwise the level diverged and the coarser field is kept."""
 WORKING_VOXEL_MM = 2.5
@@ -279,19 +282,30 @@ def estimate_field(main_b0: np.ndarray, reverse_b0: np.ndarray, *, zooms, pe_axi
             energy, g_bend = _bending(c)
             return data_term + bending * energy, (grad + bending * g_bend).ravel()
 
-        for _ in range(2):
-            fit = optimize.minimize(objective, coef.ravel(), jac=True, method="L-BFGS-B",
-                                    options={"maxiter": max_iterations})
-            coef = fit.x.reshape(coef.shape)
-            field_vox = Basis.synthesise(basis.matrices([np.arange(n, dtype=float)
-                                                         for n in shape]), coef)
-            rigid = _reverse_rigid(main, reverse, field_vox * zooms[pe_axis], rigid, mask,
-                                   zooms, pe_axis, k, fwhm_mm)
-        slope = np.gradient(field_vox, axis=pe_axis)[region]
-        if not (np.isfinite(fit.fun) and np.all(1.0 + slope > MIN_JACOBIAN)
-                and np.all(1.0 - k * slope > MIN_JACOBIAN)):
-            # the field folds the image (a Jacobian near or below zero): this level
-            # diverged; the coarser level's field is kept
+        level_start = (coef, rigid)
+        for boost in BENDING_RETRIES:
+            coef, rigid = level_start
+            for _ in range(2):
+                fit = optimize.minimize(functools.partial(objective, bending=bending * boost),
+                                        coef.ravel(), jac=True, method="L-BFGS-B",
+                                        options={"maxiter": max_iterations})
+                coef = fit.x.reshape(coef.shape)
+                field_vox = Basis.synthesise(basis.matrices([np.arange(n, dtype=float)
+                                                             for n in shape]), coef)
+                rigid = _reverse_rigid(main, reverse, field_vox * zooms[pe_axis], rigid, mask,
+                                       zooms, pe_axis, k, fwhm_mm)
+            slope = np.gradient(field_vox, axis=pe_axis)[region]
+            folds = not (np.isfinite(fit.fun) and np.all(1.0 + slope > MIN_JACOBIAN)
+                         and np.all(1.0 - k * slope > MIN_JACOBIAN))
+            if not folds:
+                break
+            # the field folds the image (a Jacobian near or below zero): fitted again
+            # with a stiffer field, so that whether a level counts does not hang on a
+            # knife edge (a 0.1 % change of the input flipped it on a real pair)
+            logger.info("field level %g mm knots folds the image with bending x%g",
+                        spacing_mm, boost)
+        if folds:
+            # still folding with the stiffest field: the coarser level's field is kept
             logger.warning("field level %g mm knots diverged (the field folds the image); "
                            "the coarser level's field is kept", spacing_mm)
             basis, coef, field_vox, rigid = kept
