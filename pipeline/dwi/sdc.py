@@ -39,10 +39,11 @@ MIN_KNOT_VOXELS = 1.5
 5 mm level (1.25 voxels) diverged to a field of 1e6 mm (the 3 mm real pair takes it:
 1.7 voxels)."""
 MIN_JACOBIAN = 0.05
-# a level whose field folds the image is fitted again with its bending penalty times these
-BENDING_RETRIES = (1.0, 10.0, 100.0)
 """After each level, the field must leave both images' Jacobians (1 + d', 1 - k d') above
-this in the brain region; otherwise the level diverged and the coarser field is kept."""
+this in the brain region; otherwise the level is fitted again stiffer, and if it still
+folds it diverged and the coarser field is kept."""
+BENDING_RETRIES = (1.0, 10.0, 100.0)
+"""Bending-penalty factors with which a folding level is fitted again, in order."""
 WORKING_VOXEL_MM = 2.5
 """Finer grids are box-smoothed and subsampled to about this voxel size for the
 estimation (the field is smooth); the field is then evaluated on the DWI grid."""
@@ -283,6 +284,7 @@ def estimate_field(main_b0: np.ndarray, reverse_b0: np.ndarray, *, zooms, pe_axi
             return data_term + bending * energy, (grad + bending * g_bend).ravel()
 
         level_start = (coef, rigid)
+        full_grid = basis.matrices([np.arange(n, dtype=float) for n in shape])
         for boost in BENDING_RETRIES:
             coef, rigid = level_start
             for _ in range(2):
@@ -290,8 +292,7 @@ def estimate_field(main_b0: np.ndarray, reverse_b0: np.ndarray, *, zooms, pe_axi
                                         coef.ravel(), jac=True, method="L-BFGS-B",
                                         options={"maxiter": max_iterations})
                 coef = fit.x.reshape(coef.shape)
-                field_vox = Basis.synthesise(basis.matrices([np.arange(n, dtype=float)
-                                                             for n in shape]), coef)
+                field_vox = Basis.synthesise(full_grid, coef)
                 rigid = _reverse_rigid(main, reverse, field_vox * zooms[pe_axis], rigid, mask,
                                        zooms, pe_axis, k, fwhm_mm)
             slope = np.gradient(field_vox, axis=pe_axis)[region]
