@@ -32,10 +32,12 @@ from anat_stream import run_stream  # noqa: E402
 
 
 def simulate_pair(out: Path, *, voxel_mm: float, thinning_mm: float, seed: int,
-                  lesion_ml: float = 40.0, lesion_side: str = "left") -> dict:
+                  lesion_ml: float = 40.0, lesion_side: str = "left",
+                  tissue_contrast: str = "varied") -> dict:
     import nibabel as nib
 
     from pipeline.simulate import anatomy
+    from pipeline.simulate.contrast import TEMPLATE_CONTRAST, draw_contrast
     from pipeline.simulate.layers import template_layers
     from pipeline.simulate.space import SessionMap, random_subject_warp, rigid_matrix
 
@@ -43,13 +45,16 @@ def simulate_pair(out: Path, *, voxel_mm: float, thinning_mm: float, seed: int,
     layers = template_layers()
     warp = random_subject_warp(rng)
     plan = anatomy.plan_lesion(rng, layers, side=lesion_side, volume_ml=lesion_ml)
+    # the subject's T1w contrast (as the trial writer draws it), from its own stream
+    contrast = (draw_contrast(np.random.default_rng([seed, 77])) if tissue_contrast == "varied"
+                else TEMPLATE_CONTRAST)
     sessions = {}
     for name, stage, thin in (("baseline", "subacute", 0.0), ("m06", "chronic", thinning_mm)):
         smap = SessionMap(warp, rigid_matrix(rng.normal(0, 3, 3), rng.normal(0, 3, 3)))
         ses = anatomy.simulate_structural(rng=rng, layers=layers, session_map=smap,
                                           lesion_plan=plan, lesion_stage=stage,
                                           thinning_mm=thin, thinning_side=lesion_side,
-                                          voxel_mm=voxel_mm)
+                                          voxel_mm=voxel_mm, contrast=contrast)
         d = out / "input" / name
         d.mkdir(parents=True, exist_ok=True)
         for key, img in (("T1w", ses.t1w), ("lesion", ses.lesion), ("dseg", ses.dseg),
@@ -115,6 +120,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lesion-ml", type=float, default=40.0,
                         help="planned lesion volume (mL); the realised one is in the report")
     parser.add_argument("--lesion-side", choices=("left", "right"), default="left")
+    parser.add_argument("--tissue-contrast", choices=("varied", "uniform"), default="varied",
+                        help="the subject's T1w contrast (pipeline.simulate.contrast)")
     args = parser.parse_args(argv)
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "config.yaml")
@@ -122,7 +129,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     inputs = simulate_pair(out, voxel_mm=args.voxel_mm, thinning_mm=args.thinning_mm,
                            seed=args.seed, lesion_ml=args.lesion_ml,
-                           lesion_side=args.lesion_side)
+                           lesion_side=args.lesion_side, tissue_contrast=args.tissue_contrast)
     outputs, stages = {}, {}
     for name in ("baseline", "m06"):
         outputs[name] = out / name

@@ -32,6 +32,10 @@ Parts (``--parts``; default all):
 * ``anat``: real T1w heads (chris_t1; Colin27 from Debian ``mricron-data``
   when installed): brain-mask volume, tissue volumes, GM fraction, mean and M1
   thickness, against published adult ranges (no per-scan truth exists);
+* ``anat-fs``: MNE's FreeSurfer subject ``sample`` (``--mne-testing-data``, a checkout
+  of mne-tools/mne-testing-data): cerebral cortex and white-matter volumes against
+  FreeSurfer's aseg, with and without the grey/white partial-volume step
+  (``real_data_anat_fs.py``); skipped without the checkout;
 
 Every part runs each scan as stored, re-stored RAS and with its x axis
 flipped (same anatomy); duplicates (a RAS file is its own RAS re-storage) run
@@ -56,13 +60,14 @@ from pathlib import Path
 
 import pandas as pd
 from real_data_anat import COLIN, part_anat
+from real_data_anat_fs import part_anat_fs
 from real_data_dwi import part_dwi
 from real_data_dwi_planted import part_dwi_planted
 from real_data_dwi_sdc import part_dwi_sdc
 from real_data_lesion import part_flair, part_isles, part_soop
 
 log = logging.getLogger("real_data")
-PARTS = ["soop", "isles", "flair", "dwi", "dwi-planted", "dwi-sdc", "anat"]
+PARTS = ["soop", "isles", "flair", "dwi", "dwi-planted", "dwi-sdc", "anat", "anat-fs"]
 
 
 # --- storage flags, output -------------------------------------------------------------
@@ -144,6 +149,9 @@ def main(argv=None) -> int:
                         default=PARTS, choices=PARTS)
     parser.add_argument("--threads", type=int, default=2, help="ITK threads per step")
     parser.add_argument("--colin", type=Path, default=COLIN, help="Colin27 T1 (mricron-data)")
+    parser.add_argument("--mne-testing-data", type=Path,
+                        help="anat-fs: a checkout of github.com/mne-tools/mne-testing-data (or a "
+                             "folder with its subjects/sample/mri brain.mgz and aseg.mgz)")
     parser.add_argument("--docs", type=Path,
                         help="also write the scorecard page here (docs/validation/real_data.md)")
     args = parser.parse_args(argv)
@@ -158,6 +166,7 @@ def main(argv=None) -> int:
              "dwi-planted": lambda: part_dwi_planted(args.data, args.out, args.threads),
              "dwi-sdc": lambda: part_dwi_sdc(args.data, args.out, args.threads),
              "anat": lambda: part_anat(args.data, args.out, args.threads, args.colin),
+             "anat-fs": lambda: part_anat_fs(args.mne_testing_data, args.out, args.threads),
              "isles": lambda: part_isles(args.data, args.out),
              "flair": lambda: part_flair(args.data, args.out, args.threads)}
     for name in args.parts:

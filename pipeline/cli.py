@@ -57,6 +57,7 @@ def _cmd_simulate(args) -> None:
         manual_mask_fraction=args.manual_mask_fraction,
         bold_null_fraction=args.bold_null_fraction, dropout_fraction=args.dropout_fraction,
         effect_nihss=args.effect_nihss, storage=args.storage,
+        tissue_contrast=args.tissue_contrast,
         dwi_susceptibility_mm=args.dwi_susceptibility_mm,
         dwi_reverse_pe=args.dwi_reverse_pe == "yes",
     )
@@ -248,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
                    default="random",
                    help="how each session's images are stored: random (per session, RAS, LAS, "
                         "LPS or oblique up to 15 degrees, as scanners store them) or one for all")
+    p.add_argument("--tissue-contrast", choices=("varied", "uniform"), default="varied",
+                   help="T1w grey-matter/CSF contrast: varied (per subject: class means, regional "
+                        "and fine GM variation, brighter deep GM and M1) or uniform (one "
+                        "intensity per class, the original phantom)")
 
     p = command("inventory", _cmd_inventory, "discover sessions and write sessions.tsv")
     p.add_argument("--bids-dir", required=True, help="BIDS raw dataset (read only)")

@@ -145,17 +145,20 @@ def _cmd_segment(args) -> None:
     preproc = read_image(args.t1w_preproc, what="T1w")
     lesion = inputs.lesion_on_grid(args.lesion_mask, preproc)
     params = {"prior_weight": args.prior_weight, "mrf_weight": args.mrf_weight,
+              "partial_volume_band_mm": args.partial_volume_band_mm,
               "priors": "MNI152NLin2009aSym GM/WM/CSF (nilearn)",
               "lesion_class": lesion is not None}
     sources = [args.t1w_preproc, args.mni_to_t1w] + ([args.lesion_mask] if args.lesion_mask else [])
     res = segment_tissues(preproc, args.mni_to_t1w, lesion=lesion,
-                          prior_weight=args.prior_weight, mrf_weight=args.mrf_weight)
+                          prior_weight=args.prior_weight, mrf_weight=args.mrf_weight,
+                          partial_volume_band_mm=args.partial_volume_band_mm)
     save_image(res.brain_mask, args.out_mask, sources=sources, parameters=params, dtype="uint8",
                description="brain (intracranial) mask: template mask through the lesion-masked SyN")
     save_image(res.dseg, args.out_dseg, sources=sources, parameters=params, dtype="uint8",
                description="tissue classes " + ", ".join(f"{k}={v}" for k, v in TISSUE_LABELS.items()))
     save_image(res.probseg, args.out_probseg, sources=sources, parameters=params,
-               dtype="float32", description="CSF, GM, WM posterior probabilities (4D)")
+               dtype="float32", description="CSF, GM, WM probabilities (4D): Atropos posteriors, "
+                           "partial-volume fractions at the grey/white interface")
     write_json(args.out_metrics, res.metrics)
     overlay_mosaic(preproc, res.dseg, args.out_figure,
                    labels={k: (TISSUE_LABELS[k], c) for k, c in TISSUE_COLORS.items()},
@@ -245,7 +248,7 @@ def register(command) -> None:
           ("--out-probseg", "tissue probabilities (4D)"), ("--out-metrics", "metrics JSON"),
           ("--out-figure", "segmentation figure (PNG)"))
     p.add_argument("--lesion-mask", help="lesion mask (T1w space), optional")
-    add_schema_options(p, "anat", "prior_weight", "mrf_weight")
+    add_schema_options(p, "anat", "prior_weight", "mrf_weight", "partial_volume_band_mm")
     add_threads_option(p)
 
     p = command("anat-thickness", _cmd_thickness,

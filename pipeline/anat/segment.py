@@ -81,7 +81,8 @@ def tissue_volumes(probseg: np.ndarray, lesion: np.ndarray, voxel_ml: float) -> 
 
 def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
                     lesion: nib.Nifti1Image | None = None, prior_weight: float = 0.25,
-                    mrf_weight: float = 0.1, iterations: int = 5) -> SegmentationResult:
+                    mrf_weight: float = 0.1, iterations: int = 5,
+                    partial_volume_band_mm: float = 2.0) -> SegmentationResult:
     """Template-based brain mask and 3-class Atropos segmentation with priors.
 
     Parameters
@@ -98,6 +99,10 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
         Markov random field smoothing weight.
     iterations : int
         EM iterations.
+    partial_volume_band_mm : float
+        Within this distance (mm, at least one voxel) of the grey/white
+        interface, GM/WM probabilities become partial-volume fractions
+        (:func:`pipeline.anat.partial_volume.interface_fractions`); 0 = off.
 
     Returns
     -------
@@ -109,7 +114,9 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
     SyN warp (template-based brain extraction as in antsBrainExtraction,
     Avants et al. 2011), holes filled. Segmentation: Atropos (Avants et al.,
     Neuroinformatics 2011;9:381-400) with MNI152 2009a priors, prior-based
-    posterior formulation, MRF smoothing. The lesion is excluded from the EM
+    posterior formulation, MRF smoothing; at the grey/white interface the GM/WM
+    posteriors are replaced by partial-volume fractions from the intensity
+    (:mod:`pipeline.anat.partial_volume`). The lesion is excluded from the EM
     (it would bias the class means) and given its own label. Atropos runs with
     a constant seed (``-r 0``): with its default random seed two runs of the
     same session differed by ~0.05 mL in the tissue volumes (and so in
@@ -136,10 +143,20 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
                               priorweight=prior_weight, r=0, verbose=0)  # r=0: constant seed
         probs = np.stack([from_ants(p).get_fdata(dtype=np.float32) * seg_mask
                           for p in result["probabilityimages"]], axis=-1)
+    pv_info = {}
+    if partial_volume_band_mm > 0:
+        from pipeline.anat.partial_volume import interface_fractions
+
+        zooms = np.asarray(t1w_preproc.header.get_zooms()[:3], float)
+        probs, pv_info = interface_fractions(
+            t1w_preproc.get_fdata(dtype=np.float32), probs, seg_mask, zooms,
+            band_mm=max(partial_volume_band_mm, float(zooms.max())))
+        log.info("grey/white partial volume: band %.0f mL, %.1f mL GM -> WM, %.1f mL WM -> GM",
+                 pv_info["pv_band_ml"], pv_info["pv_gm_to_wm_ml"], pv_info["pv_wm_to_gm_ml"])
     dseg = np.zeros(brain.shape, np.uint8)
     dseg[seg_mask] = 1 + np.argmax(probs[seg_mask], axis=1)
     dseg[les] = 4
-    metrics = tissue_volumes(probs, les, voxel_ml)
+    metrics = {**tissue_volumes(probs, les, voxel_ml), **pv_info}
     log.info("volumes (mL): GM %.0f, WM %.0f, CSF %.0f, brain %.0f", metrics["gm_volume_ml"],
              metrics["wm_volume_ml"], metrics["csf_volume_ml"], metrics["brain_volume_ml"])
     return SegmentationResult(

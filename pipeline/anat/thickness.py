@@ -64,10 +64,16 @@ def thickness_methods(anat: dict) -> str:
     sulci = (f" Sulci whose banks touch (nearest white-matter point jumping by more than "
              f"{jump:g} mm between neighbours) are opened on their medial surface "
              "(as projection-based thickness, Dahnke et al. 2013)." if jump else "")
+    band = anat.get("partial_volume_band_mm", 0)
+    fractions = (f" GM/WM fractions: Atropos posteriors, replaced within {band:g} mm of the "
+                 "grey/white interface by the white-matter fraction of a two-class "
+                 "partial-volume model with local class means (as FSL FAST, Zhang et al. "
+                 "2001), so the boundary sits where a voxel is half white matter."
+                 if band else " GM/WM fractions: Atropos posteriors.")
     return ("Laplace-equation thickness (Jones et al. 2000; field-line lengths by the "
             "PDEs of Yezzi & Prince 2003) on a grid subdividing the T1w voxels to at most "
             f"{anat['thickness_grid_mm']:g} mm, each voxel keeping its GM/WM fractions (sub-voxel "
-            "boundaries)." + sulci + " Means weighted to the central surface (one value per "
+            "boundaries)." + fractions + sulci + " Means weighted to the central surface (one value per "
             "cortical column) " + regions)
 
 

@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from pipeline import templates
 from pipeline.qc.iqm import largest_component
+from pipeline.simulate.contrast import TEMPLATE_CONTRAST, TissueContrast, gm_multiplier
 from pipeline.simulate.layers import TemplateLayers
 from pipeline.simulate.space import SessionMap, apply_affine, grid_for_fov, pull
 from pipeline.templates import ATLAS_THRESHOLD
@@ -228,6 +229,7 @@ def simulate_structural(
     bias_strength: float = 0.15,
     snr_t1w: float = 40.0,
     snr_flair: float = 25.0,
+    contrast: TissueContrast = TEMPLATE_CONTRAST,
 ) -> StructuralSession:
     """T1w and FLAIR of one session with their truth.
 
@@ -243,6 +245,9 @@ def simulate_structural(
         Isotropic voxel size (1 mm by default; 2 mm or more for fast tests).
     snr_t1w, snr_flair : float
         White-matter intensity over the Rician noise sigma.
+    contrast : TissueContrast
+        The subject's T1w grey-matter and CSF contrast (:mod:`pipeline.simulate.contrast`;
+        the default paints every voxel of a class alike).
 
     Returns
     -------
@@ -261,6 +266,9 @@ def simulate_structural(
         layers.affine, session_map, shape, affine, order=1,
     )
     gm, wm, csf, skull, scalp, cst_l, cst_r, m1_l, m1_r = pulled
+    gm_gain = (np.ones(shape, np.float32) if contrast.uniform else
+               pull([gm_multiplier(contrast, layers)], layers.affine, session_map, shape,
+                    affine, order=1)[0])
     voxel_ml = voxel_mm**3 / 1000.0
 
     lesion = np.zeros(shape, dtype=bool)
@@ -304,8 +312,9 @@ def simulate_structural(
     healthy = 1.0 - lesion
     t1 = np.zeros(shape, np.float32)
     flair = np.zeros(shape, np.float32)
+    t1w_intensity = {**T1W_INTENSITY, "gm": contrast.gm * gm_gain, "csf": contrast.csf}
     for name, f in frac.items():
-        t1 += f * T1W_INTENSITY[name] * (healthy if name in ("gm", "wm", "csf") else 1)
+        t1 += f * t1w_intensity[name] * (healthy if name in ("gm", "wm", "csf") else 1)
         flair += f * FLAIR_INTENSITY[name] * (healthy if name in ("gm", "wm", "csf") else 1)
     brain_frac = np.clip(gm + wm + csf, 0, 1)
     if lesion.any():

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.simulate import anatomy, clinical
+from pipeline.simulate.contrast import TEMPLATE_CONTRAST, TissueContrast, draw_contrast
 from pipeline.simulate.layers import template_layers
 from pipeline.simulate.space import SessionMap, random_subject_warp, rigid_matrix
 from pipeline.simulate.storage import STORAGES, StorageSpec, storage_spec, store_axis, store_bvecs
@@ -85,6 +86,11 @@ class TrialSpec:
         every session drawn anew from its own stream k (head pose, bias fields, noise,
         subject motion), as when the same patients are scanned again on the same day.
         The spread between rescans is a stream's run-to-run noise.
+    tissue_contrast : str
+        ``varied`` (default): each subject's T1w grey-matter and CSF contrast is drawn
+        (:func:`pipeline.simulate.contrast.draw_contrast`: class means, regional and
+        fine grey-matter variation, brighter deep grey matter and M1); ``uniform``:
+        one intensity per class for every subject (the original phantom).
     """
 
     n_subjects: int = 4
@@ -114,6 +120,7 @@ class TrialSpec:
     sessions: tuple = field(default=SESSIONS)
     storage: str = "random"
     rescan: int = 0
+    tissue_contrast: str = "varied"
 
 
 def _write_json(path: Path, data) -> None:
@@ -238,6 +245,9 @@ def simulate_trial(out_dir, spec: TrialSpec | None = None) -> dict:
             volume = float(np.exp(sub_rng.uniform(np.log(lo), np.log(hi))))
             plan = anatomy.plan_lesion(sub_rng, layers, side=side, volume_ml=volume,
                                        chronic_fraction=float(sub_rng.uniform(0.6, 0.9)))
+        # the subject's T1w contrast, from its own stream (nothing else drawn changes)
+        contrast = (draw_contrast(np.random.default_rng([spec.seed, i, 77]))
+                    if spec.tissue_contrast == "varied" else TEMPLATE_CONTRAST)
         sessions = [s for s in spec.sessions if not (s != spec.sessions[0] and dropped[i])]
         session_rows = []
         for s_index, ses in enumerate(sessions):
@@ -262,7 +272,7 @@ def simulate_trial(out_dir, spec: TrialSpec | None = None) -> dict:
             storage = storage_spec(name, storage_rng)
             truth = _write_session(
                 bids, truth_dir, pid, ses, spec, visit_rng, layers, smap, plan, stage, side,
-                thinning, fa_change, li, storage)
+                thinning, fa_change, li, storage, contrast)
             truth.update(participant_id=pid, session=ses, planted_fa_change=fa_change,
                          planted_thinning_mm=thinning, planted_laterality_index=li,
                          storage=storage.label)
@@ -295,15 +305,17 @@ def _entities(pid, ses):
 
 
 def _write_session(bids, truth_dir, pid, ses, spec, rng, layers, smap, plan, stage, side,
-                   thinning, fa_change, li, storage: StorageSpec) -> dict:
+                   thinning, fa_change, li, storage: StorageSpec,
+                   contrast: TissueContrast = TEMPLATE_CONTRAST) -> dict:
     """Write one session's images to BIDS and its truth, all stored by ``storage``;
     return scalar truths."""
     stem = _entities(pid, ses)
     sdir, tdir = bids / pid / f"ses-{ses}", truth_dir / pid / f"ses-{ses}"
     anat_session = anatomy.simulate_structural(
         rng=rng, layers=layers, session_map=smap, lesion_plan=plan, lesion_stage=stage,
-        thinning_mm=thinning, thinning_side=side, voxel_mm=spec.anat_voxel_mm)
+        thinning_mm=thinning, thinning_side=side, voxel_mm=spec.anat_voxel_mm, contrast=contrast)
     truth = dict(anat_session.truth)
+    truth.update(t1w_gm_intensity=contrast.gm, t1w_csf_intensity=contrast.csf)
     anat_json = {"MagneticFieldStrength": 3, "Manufacturer": "phantom"}
     if "T1w" in spec.modalities:
         _save(anat_session.t1w, sdir / "anat" / f"{stem}_T1w.nii.gz", storage)

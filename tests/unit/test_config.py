@@ -107,6 +107,7 @@ def test_anat_command_defaults_are_the_schema_defaults():
            "template_mask_dilation_mm": reg["mask_dilation_mm"],
            "syn_iterations": reg["syn_iterations"], "lesion_fill": reg["lesion_fill"],
            "prior_weight": seg["prior_weight"], "mrf_weight": seg["mrf_weight"],
+           "partial_volume_band_mm": seg["partial_volume_band_mm"],
            "thickness_method": thick["method"], "thickness_grid_mm": thick["grid_mm"],
            "thickness_sulcal_jump_mm": thick["sulcal_jump_mm"],
            "thickness_voxel_mm": thick["voxel_mm"], "thickness_iterations": thick["iterations"]}

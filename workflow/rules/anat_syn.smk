@@ -129,11 +129,13 @@ rule anat_segment:
         on_error=ON_ERROR,
         prior_weight=config["anat"]["prior_weight"],
         mrf_weight=config["anat"]["mrf_weight"],
+        pv_band=config["anat"]["partial_volume_band_mm"],
     shell:
         "resstore anat-segment --t1w-preproc {input.preproc} --mni-to-t1w {input.mni_to_t1w}"
         " --out-mask {output.mask} --out-dseg {output.dseg} --out-probseg {output.probseg}"
         " --out-metrics {output.metrics} --out-figure {output.figure} --threads {threads}"
         " --prior-weight {params.prior_weight} --mrf-weight {params.mrf_weight}"
+        " --partial-volume-band-mm {params.pv_band}"
         " --lesion-mask {input.lesion} --log {log} {params.on_error}"
 
 
