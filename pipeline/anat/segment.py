@@ -143,14 +143,17 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
                               priorweight=prior_weight, r=0, verbose=0)  # r=0: constant seed
         probs = np.stack([from_ants(p).get_fdata(dtype=np.float32) * seg_mask
                           for p in result["probabilityimages"]], axis=-1)
-    pv_info = {}
+    pv_info = {"pv_band_ml": 0.0, "pv_gm_to_wm_ml": 0.0, "pv_wm_to_gm_ml": 0.0,
+               "pv_gm_wm_ratio": float("nan")}
     if partial_volume_band_mm > 0:
         from pipeline.anat.partial_volume import interface_fractions
 
         zooms = np.asarray(t1w_preproc.header.get_zooms()[:3], float)
-        probs, pv_info = interface_fractions(
+        probs, info = interface_fractions(
             t1w_preproc.get_fdata(dtype=np.float32), probs, seg_mask, zooms,
             band_mm=max(partial_volume_band_mm, float(zooms.max())))
+        pv_info = {k: info[k] for k in ("pv_band_ml", "pv_gm_to_wm_ml", "pv_wm_to_gm_ml")}
+        pv_info["pv_gm_wm_ratio"] = info["pv_gm_mean"] / info["pv_wm_mean"]
         log.info("grey/white partial volume: band %.0f mL, %.1f mL GM -> WM, %.1f mL WM -> GM",
                  pv_info["pv_band_ml"], pv_info["pv_gm_to_wm_ml"], pv_info["pv_wm_to_gm_ml"])
     dseg = np.zeros(brain.shape, np.uint8)
