@@ -146,7 +146,7 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
     pv_info = {"pv_band_ml": 0.0, "pv_gm_to_wm_ml": 0.0, "pv_wm_to_gm_ml": 0.0,
                "pv_gm_wm_ratio": float("nan")}
     if partial_volume_band_mm > 0:
-        from pipeline.anat.partial_volume import interface_fractions
+        from pipeline.anat.partial_volume import MAX_VOXEL_MM, interface_fractions
 
         zooms = np.asarray(t1w_preproc.header.get_zooms()[:3], float)
         probs, info = interface_fractions(
@@ -154,8 +154,14 @@ def segment_tissues(t1w_preproc: nib.Nifti1Image, mni_to_t1w: str, *,
             band_mm=max(partial_volume_band_mm, float(zooms.max())))
         pv_info = {k: info[k] for k in ("pv_band_ml", "pv_gm_to_wm_ml", "pv_wm_to_gm_ml")}
         pv_info["pv_gm_wm_ratio"] = info["pv_gm_mean"] / info["pv_wm_mean"]
-        log.info("grey/white partial volume: band %.0f mL, %.1f mL GM -> WM, %.1f mL WM -> GM",
-                 pv_info["pv_band_ml"], pv_info["pv_gm_to_wm_ml"], pv_info["pv_wm_to_gm_ml"])
+        if pv_info["pv_band_ml"] == 0:
+            log.warning("grey/white partial volume not estimated (voxel %.2f mm > %.1f mm, or "
+                        "too few pure voxels): Atropos posteriors kept", zooms.max(),
+                        MAX_VOXEL_MM)
+        else:
+            log.info("grey/white partial volume: band %.0f mL, %.1f mL GM -> WM, %.1f mL WM -> "
+                     "GM", pv_info["pv_band_ml"], pv_info["pv_gm_to_wm_ml"],
+                     pv_info["pv_wm_to_gm_ml"])
     dseg = np.zeros(brain.shape, np.uint8)
     dseg[seg_mask] = 1 + np.argmax(probs[seg_mask], axis=1)
     dseg[les] = 4

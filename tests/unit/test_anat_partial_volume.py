@@ -68,3 +68,11 @@ def test_unbiased_input_stays_and_without_contrast_nothing_changes():
     out, info = interface_fractions(flat, probs, np.ones(image.shape, bool), (1.0, 1.0, 1.0))
     np.testing.assert_array_equal(out, probs)
     assert info["pv_gm_to_wm_ml"] == 0 and info["pv_wm_to_gm_ml"] == 0
+
+
+def test_coarse_grids_keep_the_atropos_posteriors():
+    """Above MAX_VOXEL_MM the pure-class means are not estimable (2.5 mm tiny trial)."""
+    image, probs, _ = _slab(20.3, shift_vox=1)
+    out, info = interface_fractions(image, probs, np.ones(image.shape, bool), (2.0, 2.0, 2.0))
+    np.testing.assert_array_equal(out, probs)
+    assert info["pv_band_ml"] == 0 and info["pv_gm_to_wm_ml"] == 0
