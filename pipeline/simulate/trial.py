@@ -87,10 +87,8 @@ class TrialSpec:
         subject motion), as when the same patients are scanned again on the same day.
         The spread between rescans is a stream's run-to-run noise.
     tissue_contrast : str
-        ``varied`` (default): each subject's T1w grey-matter and CSF contrast is drawn
-        (:func:`pipeline.simulate.contrast.draw_contrast`: class means, regional and
-        fine grey-matter variation, brighter deep grey matter and M1); ``uniform``:
-        one intensity per class for every subject (the original phantom).
+        ``varied`` (default): each subject's T1w contrast is drawn
+        (:func:`pipeline.simulate.contrast.draw_contrast`); ``uniform``: the original phantom.
     """
 
     n_subjects: int = 4
@@ -245,8 +243,7 @@ def simulate_trial(out_dir, spec: TrialSpec | None = None) -> dict:
             volume = float(np.exp(sub_rng.uniform(np.log(lo), np.log(hi))))
             plan = anatomy.plan_lesion(sub_rng, layers, side=side, volume_ml=volume,
                                        chronic_fraction=float(sub_rng.uniform(0.6, 0.9)))
-        # the subject's T1w contrast, from its own stream (nothing else drawn changes)
-        contrast = (draw_contrast(np.random.default_rng([spec.seed, i, 77]))
+        contrast = (draw_contrast(np.random.default_rng([spec.seed, i, 77]))  # own stream
                     if spec.tissue_contrast == "varied" else TEMPLATE_CONTRAST)
         sessions = [s for s in spec.sessions if not (s != spec.sessions[0] and dropped[i])]
         session_rows = []
