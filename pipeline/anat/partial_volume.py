@@ -86,6 +86,11 @@ def interface_fractions(image: np.ndarray, probs: np.ndarray, mask: np.ndarray,
         ``pv_gm_mean`` and ``pv_wm_mean`` (median local means in the band).
     """
     zooms = np.asarray(zooms, float)
+    voxel_ml = float(np.prod(zooms)) / 1000.0
+    info = {"pv_band_ml": 0.0, "pv_gm_to_wm_ml": 0.0, "pv_wm_to_gm_ml": 0.0,
+            "pv_gm_mean": float("nan"), "pv_wm_mean": float("nan")}
+    if zooms.max() > MAX_VOXEL_MM:
+        return probs, info
     labels = np.where(mask, 1 + np.argmax(probs, axis=-1), 0)
     gm, wm = labels == 2, labels == 3
     dist_to_wm = ndimage.distance_transform_edt(~wm, sampling=zooms)
@@ -96,13 +101,9 @@ def interface_fractions(image: np.ndarray, probs: np.ndarray, mask: np.ndarray,
     pure_gm = gm & (ndimage.distance_transform_edt(~other, sampling=zooms) > 1.5 * zooms.max())
     pure_wm = wm & (dist_to_gm > 2.5 * zooms.max()) & \
         (ndimage.distance_transform_edt(labels != 1, sampling=zooms) > 2.5 * zooms.max())
-    voxel_ml = float(np.prod(zooms)) / 1000.0
-    info = {"pv_band_ml": float(band.sum() * voxel_ml), "pv_gm_to_wm_ml": 0.0,
-            "pv_wm_to_gm_ml": 0.0, "pv_gm_mean": float("nan"), "pv_wm_mean": float("nan")}
-    if zooms.max() > MAX_VOXEL_MM or pure_gm.sum() < 100 or pure_wm.sum() < 100 \
-            or not band.any():
-        info["pv_band_ml"] = 0.0
+    if pure_gm.sum() < 100 or pure_wm.sum() < 100 or not band.any():
         return probs, info
+    band_ml = float(band.sum() * voxel_ml)
     sigma = sigma_mm / zooms
     smooth = ndimage.gaussian_filter(image.astype(np.float32), smooth_vox)
     mu_g = local_class_mean(smooth, pure_gm, sigma, float(np.median(smooth[pure_gm])))
@@ -120,15 +121,15 @@ def interface_fractions(image: np.ndarray, probs: np.ndarray, mask: np.ndarray,
         mu_w = local_class_mean(smooth, core_wm, sigma, float(np.median(smooth[core_wm])))
     contrast = mu_w - mu_g
     band &= contrast > MIN_CONTRAST * np.abs(mu_w)
+    if not band.any():
+        return probs, info
     frac = np.clip((smooth - mu_g) / np.where(band, contrast, 1.0), 0.0, 1.0)
     out = probs.copy()
     tissue = probs[..., 1] + probs[..., 2]
     out[..., 2] = np.where(band, tissue * frac, probs[..., 2])
     out[..., 1] = np.where(band, tissue - out[..., 2], probs[..., 1])
-    if not band.any():
-        return probs, info
     new = np.where(mask, 1 + np.argmax(out, axis=-1), 0)
-    info.update(pv_gm_to_wm_ml=float(((labels == 2) & (new == 3)).sum() * voxel_ml),
+    info.update(pv_band_ml=band_ml, pv_gm_to_wm_ml=float(((labels == 2) & (new == 3)).sum() * voxel_ml),
                 pv_wm_to_gm_ml=float(((labels == 3) & (new == 2)).sum() * voxel_ml),
                 pv_gm_mean=float(np.median(mu_g[band])), pv_wm_mean=float(np.median(mu_w[band])))
     return out.astype(np.float32), info
